@@ -1,0 +1,131 @@
+"""Backend-independent MDP pieces, batched over a leading axis ``B``: action repair, masks, observation, reward.
+
+The single environment uses them with ``B = 1``, the vector environment with ``B = num_envs``, and the
+Kubernetes backend shares them unchanged, so every backend has the same MDP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.world import World
+
+OBS_LOW, OBS_HIGH = -1.0, 4.0
+
+
+@dataclass
+class Components:
+    latency: np.ndarray
+    replicas: np.ndarray
+    changes: np.ndarray
+    sla: np.ndarray
+    infeasible: np.ndarray
+
+    def total(self) -> np.ndarray:
+        return -(self.latency + self.replicas + self.changes + self.sla + self.infeasible)
+
+
+class Dynamics:
+    def __init__(self, world: World):
+        self.w = world
+        K, N = world.n_slots, world.n_nodes
+        self.nvec = (world.slot_max + 1).astype(np.int64)
+        self.width = int(self.nvec.max())
+        self.mask_index = (np.arange(self.width)[None, :] < self.nvec[:, None]).ravel()
+        onehot = np.zeros((K, N))
+        onehot[np.arange(K), world.slot_node] = 1.0
+        self.cpu_use = onehot * world.slot_cpu[:, None]  # (K, N)
+        self.ram_use = onehot * world.slot_ram[:, None]
+        self.slot_cpu, self.slot_ram = world.slot_cpu, world.slot_ram
+        self.steps = np.arange(self.width, dtype=np.float64)[None, None, :]
+        spec = world.scenario
+        self.timeout = spec.latency.timeout_ms
+        self.reward_spec = spec.reward
+        self.slots_per_day = world.demand.slots_per_day
+        peak = world.demand.trace(world.demand.default_key).max()
+        self.user_scale = float(max(peak, 1.0))
+        self.obs_dim = 2 * N + K + N + world.n_services + 2
+        self.mask_dim = int(self.nvec.sum())
+
+    # -- capacity ---------------------------------------------------------------------------------------
+    def usage(self, placement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return placement @ self.cpu_use, placement @ self.ram_use
+
+    def repair(self, prev: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Apply an action: counts are clipped to ``[0, max_replicas]``; on any node whose CPU or RAM the
+        request would exceed, that node's *increases* are rejected (its previous counts kept, decreases
+        still applied). Returns the feasible placement and the number of rejected slots per row."""
+        req = np.clip(action, 0, self.nvec - 1)
+        cpu, ram = self.usage(req)
+        over = (cpu > self.w.node_cpu + 1e-9) | (ram > self.w.node_ram + 1e-9)
+        if not over.any():
+            return req, np.zeros(req.shape[0])
+        bad = over[:, self.w.slot_node] & (req > prev)
+        return np.where(bad, prev, req), bad.sum(1).astype(np.float64)
+
+    def free(self, placement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cpu, ram = self.usage(placement)
+        return self.w.node_cpu - cpu, self.w.node_ram - ram
+
+    def mask(self, placement: np.ndarray, free_cpu: np.ndarray, free_ram: np.ndarray) -> np.ndarray:
+        """Per slot, which replica counts fit if only that slot changed (flattened over the MultiDiscrete)."""
+        node = self.w.slot_node
+        room = np.minimum(free_cpu[:, node] / self.slot_cpu, free_ram[:, node] / self.slot_ram)
+        top = placement + np.floor(room + 1e-9)  # (B, K)
+        m = self.steps <= top[..., None]
+        return m.reshape(m.shape[0], -1)[:, self.mask_index].astype(np.float32)
+
+    # -- observation ------------------------------------------------------------------------------------
+    def observe(
+        self,
+        placement: np.ndarray,
+        users: np.ndarray,
+        slot: np.ndarray,
+        service_latency: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        free_cpu, free_ram = self.free(placement)
+        phase = 2 * np.pi * slot / self.slots_per_day
+        obs = np.concatenate(
+            [
+                free_cpu / self.w.node_cpu,
+                free_ram / self.w.node_ram,
+                placement / (self.nvec - 1),
+                np.minimum(users / self.user_scale, OBS_HIGH),
+                np.minimum(service_latency / self.timeout, 2.0),
+                np.sin(phase)[:, None],
+                np.cos(phase)[:, None],
+            ],
+            axis=1,
+        ).astype(np.float32)
+        return {"observations": obs, "action_mask": self.mask(placement, free_cpu, free_ram)}
+
+    # -- reward -----------------------------------------------------------------------------------------
+    def reward(
+        self,
+        latency_ms: np.ndarray,
+        violations: np.ndarray,
+        placement: np.ndarray,
+        prev: np.ndarray,
+        rejected: np.ndarray,
+    ) -> Components:
+        r = self.reward_spec
+        return Components(
+            latency=latency_ms,
+            replicas=r.replica_cost * placement.sum(1),
+            changes=r.change_cost * np.abs(placement - prev).sum(1),
+            sla=r.sla_penalty * 100.0 * violations,
+            infeasible=r.infeasible_penalty * rejected,
+        )
+
+    def initial_placement(self) -> np.ndarray:
+        """One replica on every slot that still fits, in slot order (deterministic, feasible)."""
+        place = np.zeros(self.w.n_slots, dtype=np.int64)
+        cpu, ram = self.w.node_cpu.copy(), self.w.node_ram.copy()
+        for k, n in enumerate(self.w.slot_node):
+            if cpu[n] >= self.slot_cpu[k] and ram[n] >= self.slot_ram[k]:
+                place[k] = 1
+                cpu[n] -= self.slot_cpu[k]
+                ram[n] -= self.slot_ram[k]
+        return place

@@ -1,0 +1,1 @@
+"""Placement policies: baselines, the exact optimum and trained RLlib policies."""

@@ -1,0 +1,1 @@
+"""The lwmecps-gym service: CLI, REST API on Ray Serve, storage."""

@@ -1,0 +1,1 @@
+"""Ray Tune experiment presets per environment and algorithm."""
