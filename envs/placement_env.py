@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -71,7 +71,7 @@ class PlacementEnv(gym.Env):
     * v0: initial release (placement per slot, node-wise clip-or-reject, M/M/c and throttling models).
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, config: dict[str, Any] | None = None, **kwargs: Any):
         cfg = {**(config or {}), **kwargs}

@@ -126,7 +126,8 @@ class LatencySpec(_Spec):
 
 
 class RewardSpec(_Spec):
-    """reward = -latency_ms - replica_cost*replicas - change_cost*|changes| - sla_penalty*violation% - infeasible_penalty*rejected."""
+    """Reward weights: ``-(latency_ms + replica_cost * replicas + change_cost * |changes|
+    + sla_penalty * violation% + infeasible_penalty * rejected slots)``."""
 
     replica_cost: Pos = 0.1
     change_cost: Pos = 0.0
