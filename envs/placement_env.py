@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -71,7 +71,7 @@ class PlacementEnv(gym.Env):
     * v0: initial release (placement per slot, node-wise clip-or-reject, M/M/c and throttling models).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012
 
     def __init__(self, config: dict[str, Any] | None = None, **kwargs: Any):
         cfg = {**(config or {}), **kwargs}
@@ -108,7 +108,8 @@ class PlacementEnv(gym.Env):
         obs = self.dyn.observe(
             snap.placement[None], snap.users[None], np.array([snap.slot]), self._service_latency[None]
         )
-        return {k: v[0] for k, v in obs.items()}
+        self.last_obs = {k: v[0] for k, v in obs.items()}
+        return self.last_obs
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
