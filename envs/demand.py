@@ -13,18 +13,19 @@ DAY_S = 86400
 WORK_HOURS = range(8, 18)
 
 
-def load_profile(path: Path, n_cells: int, slots_per_day: int) -> np.ndarray:
+def load_profile(path: Path, n_cells: int, slots_per_day: int, field: str = "scenario.demand.profiles") -> np.ndarray:
     """Read a per-slot users CSV (header ``slot,<cell>...``) into a ``(slots, cells)`` float32 array."""
     try:
         data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
     except (OSError, ValueError) as err:
-        raise ScenarioError(f"demand.profiles: cannot read {path}: {err}") from None
+        raise ScenarioError(f"{field}: cannot read {path}: {err}") from None
     if data.shape != (slots_per_day, n_cells + 1):
         raise ScenarioError(
-            f"demand.profiles: {path.name} has shape {data.shape}, expected ({slots_per_day}, {n_cells + 1})"
+            f"{field}: {path.name} has shape {data.shape}, expected ({slots_per_day}, {n_cells + 1}) "
+            "(one row per slot of the day: slot, then users per cell)"
         )
-    if (data[:, 1:] < 0).any():
-        raise ScenarioError(f"demand.profiles: {path.name} has negative user counts")
+    if not np.isfinite(data).all() or (data[:, 1:] < 0).any():
+        raise ScenarioError(f"{field}: {path.name} has negative or non-finite user counts")
     return data[:, 1:].astype(np.float32)
 
 
@@ -55,7 +56,8 @@ class DemandModel:
         if spec.kind == "profile":
             root = Path(base_dir or ".")
             for name, rel in spec.profiles.items():
-                self._cache[name] = load_profile(root / rel, self.n_cells, self.slots_per_day)
+                field = f"scenario.demand.profiles.{name}"
+                self._cache[name] = load_profile(root / rel, self.n_cells, self.slots_per_day, field)
 
     @property
     def default_key(self) -> int | str:
@@ -67,8 +69,8 @@ class DemandModel:
             if self.spec.kind == "profile":
                 known = ", ".join(sorted(str(k) for k in self._cache))
                 raise ScenarioError(f"demand.profiles: unknown profile {key!r} (known: {known})")
-            if not isinstance(key, int | np.integer):
-                raise ScenarioError(f"demand: a synthetic trace key must be an int seed, got {key!r}")
+            if not isinstance(key, int | np.integer) or isinstance(key, bool) or key < 0:
+                raise ScenarioError(f"demand: a synthetic trace key must be an int seed >= 0, got {key!r}")
             self._cache[key] = self._synthetic(int(key))
         return self._cache[key]
 

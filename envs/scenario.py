@@ -11,11 +11,12 @@ Errors are raised as :class:`ScenarioError` with one line naming the offending f
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 #: Upstream hourly demand factors for 00:00..23:00 (adeptvin1/lwmecps-testapp load generator).
 UPSTREAM_HOURLY_FACTORS: tuple[float, ...] = (
@@ -25,6 +26,7 @@ UPSTREAM_HOURLY_FACTORS: tuple[float, ...] = (
 
 Pos = Annotated[float, Field(ge=0)]
 PosInt = Annotated[int, Field(gt=0)]
+Choices = Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)]
 
 
 class ScenarioError(ValueError):
@@ -51,8 +53,8 @@ class CitySpec(_Spec):
     n_nodes: PosInt
     area_km: Annotated[float, Field(gt=0)]
     min_distance_km: Pos
-    cpu_choices: list[Annotated[float, Field(gt=0)]] = [4.0, 8.0, 16.0]
-    ram_choices_mib: list[Annotated[float, Field(gt=0)]] = [8192.0, 16384.0, 32768.0]
+    cpu_choices: Choices = [4.0, 8.0, 16.0]
+    ram_choices_mib: Choices = [8192.0, 16384.0, 32768.0]
 
 
 class ServiceSpec(_Spec):
@@ -61,7 +63,7 @@ class ServiceSpec(_Spec):
     ram_mib: Annotated[float, Field(gt=0, description="RAM per replica")]
     rate: Annotated[float, Field(gt=0, description="service rate per replica, requests/s")]
     max_replicas: Annotated[int, Field(ge=1, le=16)]
-    allowed_nodes: list[str] | None = None
+    allowed_nodes: Annotated[list[str], Field(min_length=1)] | None = None
     popularity: Annotated[float, Field(gt=0)] = 1.0
 
 
@@ -69,12 +71,17 @@ class ServicesSpec(_Spec):
     """Generated services: Zipf popularity, each allowed on the ``nodes_per_service`` nodes nearest a random home."""
 
     n_services: PosInt
-    cpu_choices: list[Annotated[float, Field(gt=0)]] = [0.25, 0.5, 1.0]
-    ram_choices_mib: list[Annotated[float, Field(gt=0)]] = [256.0, 512.0, 1024.0]
+    cpu_choices: Choices = [0.25, 0.5, 1.0]
+    ram_choices_mib: Choices = [256.0, 512.0, 1024.0]
     rate_range: tuple[float, float] = (20.0, 60.0)
     max_replicas: Annotated[int, Field(ge=1, le=16)] = 3
     nodes_per_service: PosInt = 5
     zipf_s: Pos = 0.8
+
+    @field_validator("rate_range")
+    @classmethod
+    def _rates(cls, v: tuple[float, float]) -> tuple[float, float]:
+        return _range(v, positive=True)
 
 
 class MobilitySpec(_Spec):
@@ -84,6 +91,11 @@ class MobilitySpec(_Spec):
     hotspots: PosInt = 4
     hotspot_sigma_km: Annotated[float, Field(gt=0)] = 0.8
     work_share_by_day: Annotated[float, Field(ge=0, le=1)] = 0.7
+
+    @field_validator("speed_kmh")
+    @classmethod
+    def _speeds(cls, v: tuple[float, float]) -> tuple[float, float]:
+        return _range(v, positive=False)
 
 
 class DemandSpec(_Spec):
@@ -137,7 +149,7 @@ class RewardSpec(_Spec):
 
 class Scenario(_Spec):
     name: str
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0)] = 0
     nodes: list[NodeSpec] | None = None
     city: CitySpec | None = None
     services: list[ServiceSpec] | None = None
@@ -151,9 +163,11 @@ class Scenario(_Spec):
     @model_validator(mode="after")
     def _check(self) -> Scenario:
         if (self.nodes is None) == (self.city is None):
-            raise ValueError("give exactly one of 'nodes' (explicit) or 'city' (generated)")
+            raise ValueError("nodes: give exactly one of 'nodes' (explicit) or 'city' (generated)")
         if (self.services is None) == (self.service_gen is None):
-            raise ValueError("give exactly one of 'services' (explicit) or 'service_gen' (generated)")
+            raise ValueError("services: give exactly one of 'services' (explicit) or 'service_gen' (generated)")
+        for i, s in enumerate(self.services or []):
+            _unique(s.allowed_nodes or [], f"services[{i}].allowed_nodes", suffix="")
         if self.nodes is not None:
             _unique([n.name for n in self.nodes], "nodes")
             known = {n.name for n in self.nodes}
@@ -185,19 +199,33 @@ class Scenario(_Spec):
         return self
 
 
-def _unique(names: list[str], field: str) -> None:
+def _range(v: tuple[float, float], positive: bool) -> tuple[float, float]:
+    lo, hi = v
+    if lo < 0 or (positive and lo == 0) or hi < lo:
+        bound = "0 < low <= high" if positive else "0 <= low <= high"
+        raise ValueError(f"need {bound}, got [{lo}, {hi}]")
+    return v
+
+
+def _unique(names: list[str], field: str, suffix: str = ".name") -> None:
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name in seen:
-            raise ValueError(f"{field}[{i}].name: duplicate name {name!r}")
+            raise ValueError(f"{field}[{i}]{suffix}: duplicate name {name!r}")
         seen.add(name)
 
 
+_FIELD_PREFIX = re.compile(r"^[A-Za-z_][\w.\[\]]*: ")
+
+
 def _format(err: ValidationError) -> str:
+    """The first error as one line ``scenario.<field path>: <problem>`` (list indices as ``[i]``)."""
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    return f"scenario.{loc}: {msg}" if loc else f"scenario: {msg}"
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    msg = " ".join(first["msg"].removeprefix("Value error, ").split())
+    if not loc and _FIELD_PREFIX.match(msg):  # a model-level check that names its field itself
+        return f"scenario.{msg}"
+    return f"scenario{loc}: {msg}"
 
 
 def parse_scenario(data: dict[str, Any], base_dir: str | Path | None = None) -> Scenario:
@@ -216,11 +244,14 @@ def load_scenario(path: str | Path) -> Scenario:
     """Load a scenario from a ``.yaml``/``.yml``/``.json`` file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ScenarioError(f"scenario file {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"scenario file {path}: not UTF-8 text") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ScenarioError(f"scenario file {path}: not valid {path.suffix[1:].upper()}: {err}") from None
+        detail = " ".join(str(err).split())
+        raise ScenarioError(f"scenario file {path}: not valid {path.suffix[1:].upper() or 'YAML'}: {detail}") from None
     return parse_scenario(data, base_dir=path.parent.resolve())

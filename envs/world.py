@@ -71,7 +71,10 @@ def _nodes(sc: Scenario, rng: np.random.Generator) -> list[NodeSpec]:
         return list(sc.nodes)
     city = sc.city
     assert city is not None
-    pts = hard_core_points(rng, city.n_nodes, city.area_km, city.min_distance_km)
+    try:
+        pts = hard_core_points(rng, city.n_nodes, city.area_km, city.min_distance_km)
+    except ValueError as err:
+        raise ScenarioError(f"scenario.{err}") from None
     cpu = rng.choice(city.cpu_choices, size=city.n_nodes)
     ram = rng.choice(city.ram_choices_mib, size=city.n_nodes)
     return [
@@ -175,7 +178,8 @@ def peak_users(world: World) -> float:
     spec = world.scenario.demand
     if spec.kind == "profile":
         return float(max(world.demand.trace(k).sum(1).max() for k in spec.profiles))
-    return spec.base_users * max(spec.hourly_factors) * (1.0 + spec.noise)
+    # a user is active with probability factor * (1 + noise), clipped to 1
+    return spec.base_users * min(1.0, max(spec.hourly_factors) * (1.0 + spec.noise))
 
 
 def check_feasible(world: World) -> None:
