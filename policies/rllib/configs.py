@@ -47,27 +47,35 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 _MODEL_DEFAULTS: dict[str, Any] = {"fcnet_hiddens": [128, 128], "fcnet_activation": "tanh"}
 
 _ENV_RUNNER_KEYS = frozenset({"rollout_fragment_length", "batch_mode"})
+_REPORTING_KEYS = frozenset(
+    {"min_time_s_per_iteration", "min_sample_timesteps_per_iteration", "min_train_timesteps_per_iteration"}
+)
 _MODEL_KEYS = frozenset(f.name for f in dataclasses.fields(DefaultModelConfig))
-_RESERVED = frozenset({"self", "kwargs", "learner_class", "learner_connector", "add_default_connectors_to_learner_pipeline"})
+_RESERVED = frozenset(
+    {"self", "kwargs", "learner_class", "learner_connector", "add_default_connectors_to_learner_pipeline"}
+)
 _SCHEDULABLE = frozenset({"lr", "entropy_coeff"})
+_REAL = frozenset({"min_time_s_per_iteration"})  # an int default that also takes floats
 
 
 def _training_keys(cls: type[AlgorithmConfig]) -> frozenset[str]:
-    names = set(inspect.signature(cls.training).parameters) | set(inspect.signature(AlgorithmConfig.training).parameters)
+    names = set(inspect.signature(cls.training).parameters)
+    names |= set(inspect.signature(AlgorithmConfig.training).parameters)
     return frozenset(names - _RESERVED)
 
 
-def _type_ok(value: Any, default: Any, schedulable: bool) -> bool:
+def _type_ok(value: Any, default: Any, name: str) -> bool:
     if default is None or isinstance(value, Domain):
         return True
     if isinstance(value, dict) and set(value) == {"grid_search"}:
-        return all(_type_ok(v, default, schedulable) for v in value["grid_search"])
+        return all(_type_ok(v, default, name) for v in value["grid_search"])
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, int | float) and not isinstance(value, bool):
-        if isinstance(value, list) and schedulable:
+        if isinstance(value, list) and name in _SCHEDULABLE:
             return True
-        return isinstance(value, float | int) if isinstance(default, float) else isinstance(value, int)
+        real = isinstance(default, float) or name in _REAL
+        return isinstance(value, float | int) if real else isinstance(value, int)
     if isinstance(default, list | tuple):
         return isinstance(value, list | tuple)
     return isinstance(value, type(default))
@@ -76,12 +84,12 @@ def _type_ok(value: Any, default: Any, schedulable: bool) -> bool:
 def _check_hparams(algo: str, config: AlgorithmConfig, hparams: dict[str, Any]) -> None:
     training = _training_keys(type(config))
     model_defaults = dataclasses.asdict(DefaultModelConfig()) | _MODEL_DEFAULTS
-    known = training | _ENV_RUNNER_KEYS | _MODEL_KEYS
+    known = training | _ENV_RUNNER_KEYS | _REPORTING_KEYS | _MODEL_KEYS
     for name, value in hparams.items():
         if name not in known:
             raise ValueError(f"hparams.{name}: unknown hyperparameter for {algo}")
         default = model_defaults.get(name) if name in _MODEL_KEYS else getattr(config, name, None)
-        if not _type_ok(value, default, name in _SCHEDULABLE):
+        if not _type_ok(value, default, name):
             raise ValueError(
                 f"hparams.{name}: expected {type(default).__name__} for {algo}, got {type(value).__name__} {value!r}"
             )
@@ -109,7 +117,8 @@ def algorithm_config(
     """An RLlib config for ``algo`` on ``env_id`` with the masked RLModule.
 
     ``hparams`` are flat: any argument of the config's ``training()`` (``lr``, ``gamma``, ``train_batch_size``,
-    ...), ``rollout_fragment_length``/``batch_mode``, or a ``DefaultModelConfig`` field (``fcnet_hiddens``, ...).
+    ...), ``rollout_fragment_length``/``batch_mode``, ``min_*_per_iteration`` (reporting), or a
+    ``DefaultModelConfig`` field (``fcnet_hiddens``, ...).
     """
     if algo not in _CONFIG_CLASSES:
         raise ValueError(f"unknown algorithm {algo!r} (known: {', '.join(ALGORITHMS)})")
@@ -128,6 +137,7 @@ def algorithm_config(
     settings = _DEFAULTS[algo] | hparams
     model = _MODEL_DEFAULTS | {k: settings.pop(k) for k in list(settings) if k in _MODEL_KEYS}
     runner = {k: settings.pop(k) for k in list(settings) if k in _ENV_RUNNER_KEYS}
+    reporting = {k: settings.pop(k) for k in list(settings) if k in _REPORTING_KEYS}
     return (
         config.environment(
             env=flat_env_name(env_id) if algo in FLAT_ALGORITHMS else env_id, env_config=dict(env_config or {})
@@ -136,5 +146,6 @@ def algorithm_config(
         .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs_per_env_runner, **runner)
         .rl_module(rl_module_spec=RLModuleSpec(module_class=MODULE_CLASSES[algo], model_config=model))
         .training(**settings)
+        .reporting(**reporting)
         .debugging(seed=seed)
     )

@@ -68,6 +68,8 @@ class FlatActionWrapper(gym.Wrapper):
     def __init__(self, env: gym.Env):
         super().__init__(env)
         check_flattenable(env.action_space, "flat action wrapper")
+        assert isinstance(env.action_space, spaces.MultiDiscrete)
+        assert isinstance(env.observation_space, spaces.Dict), "placement env observation must be a Dict"
         self.nvec = np.asarray(env.action_space.nvec)
         self.action_space = spaces.Discrete(flat_size(self.nvec))
         self.observation_space = flat_observation_space(env.observation_space, self.nvec)

@@ -60,11 +60,12 @@ def mask_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class _DictObsMixin:
     """Builds the networks for ``observation_space["observations"]``; keeps the Dict as the module's space."""
 
+    observation_space: Any
+
     def __init__(self, *args: Any, observation_space: gym.Space | None = None, **kwargs: Any):
         if not (isinstance(observation_space, gym.spaces.Dict) and {OBS_KEY, MASK_KEY} <= set(observation_space)):
             raise ValueError(
-                f"masked module: observation_space must be Dict({OBS_KEY}=Box, {MASK_KEY}=Box), "
-                f"got {observation_space}"
+                f"masked module: observation_space must be Dict({OBS_KEY}=Box, {MASK_KEY}=Box), got {observation_space}"
             )
         self._obs_space_with_mask = observation_space
         super().__init__(*args, observation_space=observation_space[OBS_KEY], **kwargs)  # type: ignore[call-arg]
@@ -126,7 +127,8 @@ class MaskedDQNTorchRLModule(_DictObsMixin, DefaultDQNTorchRLModule):
     def _qf_forward_helper(self, batch: Batch, encoder: Any, head: Any) -> Batch:
         mask, inner = split_obs(batch)
         out = super()._qf_forward_helper(inner, encoder, head)
-        out[QF_PREDS] = torch.where(mask > 0, out[QF_PREDS], torch.full_like(out[QF_PREDS], float("-inf")))
+        q = torch.as_tensor(out[QF_PREDS])
+        out[QF_PREDS] = torch.where(mask > 0, q, torch.full_like(q, float("-inf")))
         return out
 
 
