@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs import kernels
 from envs.world import World
 
 OBS_LOW, OBS_HIGH = -1.0, 4.0
@@ -28,8 +29,11 @@ class Components:
 
 
 class Dynamics:
-    def __init__(self, world: World):
+    """``compiled`` selects the numba kernels (default when numba is available) or the numpy reference code."""
+
+    def __init__(self, world: World, compiled: bool | None = None):
         self.w = world
+        self.compiled = kernels.ENABLED if compiled is None else compiled
         K, N = world.n_slots, world.n_nodes
         self.nvec = (world.slot_max + 1).astype(np.int64)
         self.width = int(self.nvec.max())
@@ -48,6 +52,12 @@ class Dynamics:
         self.user_scale = float(max(peak, 1.0))
         self.obs_dim = 2 * N + K + N + world.n_services + 2
         self.mask_dim = int(self.nvec.sum())
+        self._hi = np.ascontiguousarray(self.nvec - 1)
+        self._node = np.ascontiguousarray(world.slot_node, dtype=np.int64)
+        self._slot_cpu = np.ascontiguousarray(self.slot_cpu, dtype=np.float64)
+        self._slot_ram = np.ascontiguousarray(self.slot_ram, dtype=np.float64)
+        self._node_cpu = np.ascontiguousarray(world.node_cpu, dtype=np.float64)
+        self._node_ram = np.ascontiguousarray(world.node_ram, dtype=np.float64)
 
     # -- capacity ---------------------------------------------------------------------------------------
     def usage(self, placement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +67,14 @@ class Dynamics:
         """Apply an action: counts are clipped to ``[0, max_replicas]``; on any node whose CPU or RAM the
         request would exceed, that node's *increases* are rejected (its previous counts kept, decreases
         still applied). Returns the feasible placement and the number of rejected slots per row."""
+        if self.compiled:
+            act = np.ascontiguousarray(action, dtype=np.int64)
+            out, rejected = np.empty(act.shape, dtype=np.int64), np.empty(act.shape[0])
+            kernels.repair_kernel(
+                np.ascontiguousarray(prev, dtype=np.int64), act, self._hi, self._node, self._slot_cpu,
+                self._slot_ram, self._node_cpu, self._node_ram, out, rejected,
+            )  # fmt: skip
+            return out, rejected
         req = np.clip(action, 0, self.nvec - 1)
         cpu, ram = self.usage(req)
         over = (cpu > self.w.node_cpu + 1e-9) | (ram > self.w.node_ram + 1e-9)
@@ -85,6 +103,16 @@ class Dynamics:
         slot: np.ndarray,
         service_latency: np.ndarray,
     ) -> dict[str, np.ndarray]:
+        if self.compiled:
+            B = placement.shape[0]
+            obs, mask = np.empty((B, self.obs_dim), np.float32), np.empty((B, self.mask_dim), np.float32)
+            kernels.observe_kernel(
+                np.ascontiguousarray(placement, dtype=np.int64), np.ascontiguousarray(users, dtype=np.float64),
+                np.ascontiguousarray(slot, dtype=np.int64), np.ascontiguousarray(service_latency, dtype=np.float64),
+                self._hi, self._node, self._slot_cpu, self._slot_ram, self._node_cpu, self._node_ram,
+                self.user_scale, self.timeout, self.slots_per_day, OBS_HIGH, obs, mask,
+            )  # fmt: skip
+            return {"observations": obs, "action_mask": mask}
         free_cpu, free_ram = self.free(placement)
         phase = 2 * np.pi * slot / self.slots_per_day
         obs = np.concatenate(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs import kernels
 from envs import latency as lat
 from envs.world import World
 
@@ -38,10 +39,15 @@ class SlotResult:
 
 
 class SlotModel:
-    """Evaluates placements of one world; holds the throttling counters when that model is used."""
+    """Evaluates placements of one world; holds the throttling counters when that model is used.
 
-    def __init__(self, world: World):
+    ``compiled`` selects the numba kernel (default when numba is available) or the numpy reference code;
+    both give the same results (to rounding of long sums).
+    """
+
+    def __init__(self, world: World, compiled: bool | None = None):
         self.w = world
+        self.compiled = kernels.ENABLED if compiled is None else compiled
         spec = world.scenario
         self.mmc = spec.latency.model == "mmc"
         self.timeout = spec.latency.timeout_ms
@@ -55,6 +61,11 @@ class SlotModel:
         self.order_net = world.order_net[None]
         self.cpu = np.zeros((0, world.n_slots))
         self.ram = np.zeros((0, world.n_slots))
+        # kernel inputs: per path position, the latency budget (s) and the static factor exp(-mu * budget)
+        self._order = np.ascontiguousarray(world.order, dtype=np.int64)
+        self._order_net = np.ascontiguousarray(world.order_net, dtype=np.float64)
+        self._budget = np.maximum(self.timeout - self._order_net, 0.0) / 1000.0
+        self._e_mu = np.exp(-np.append(self.mu, 1.0)[self._order] * self._budget)
 
     # -- throttling state -------------------------------------------------------------------------------
     def reset_state(self, batch: int, rows: np.ndarray | None = None) -> None:
@@ -79,6 +90,30 @@ class SlotModel:
         ``previous`` (B, K) is the placement of the last slot; with the throttling model it advances the
         per-replica counters (decay, rescale, burst) — pass ``None`` for a stateless what-if evaluation.
         """
+        if self.compiled:
+            return self._evaluate_compiled(replicas, users, previous)
+        return self._evaluate_numpy(replicas, users, previous)
+
+    def _evaluate_compiled(self, replicas: np.ndarray, users: np.ndarray, previous: np.ndarray | None) -> SlotResult:
+        rep = np.ascontiguousarray(replicas, dtype=np.int64)
+        B, K = rep.shape
+        if not self.mmc and self.cpu.shape != rep.shape:
+            self.reset_state(B)
+        if not self.mmc:
+            self.cpu = np.ascontiguousarray(self.cpu, dtype=np.float64)
+            self.ram = np.ascontiguousarray(self.ram, dtype=np.float64)
+        prev = rep if previous is None else np.ascontiguousarray(previous, dtype=np.int64)
+        S = self.w.n_services
+        res = SlotResult(np.empty(B), np.empty(B), np.empty(B), np.empty((B, S)), np.empty((B, K)), np.empty(B))
+        kernels.slot_kernel(
+            rep, np.ascontiguousarray(users, dtype=np.float64), prev, previous is not None,
+            self.rate, self.mu, self._order, self._order_net, self._e_mu, self._budget, self.mmc, self.attempts,
+            self.rho_max, self.timeout, self.slot_seconds, self.cpu, self.ram,
+            res.latency_ms, res.violations, res.unserved, res.service_latency_ms, res.slot_load, res.requests,
+        )  # fmt: skip
+        return res
+
+    def _evaluate_numpy(self, replicas: np.ndarray, users: np.ndarray, previous: np.ndarray | None) -> SlotResult:
         B, K = replicas.shape
         lam = users[:, None, :] * self.rate[None, :, None]  # (B, S, C)
         hosted = np.zeros((B, K + 1), dtype=bool)

@@ -1,0 +1,320 @@
+"""Compiled (numba) kernels of the simulator and of the MDP pieces, batched over rows ``b``.
+
+They compute exactly what the numpy reference code in :mod:`envs.sim` and :mod:`envs.dynamics` computes (same
+formulas, same order of operations; sums over many terms may differ in the last bits) and are used when numba
+is installed (``ENABLED``). One difference by design: the M/M/c spill loop stops per row, not per batch, so a
+row's result never depends on the other rows of the batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from envs import latency as lat
+
+try:  # numba is optional: without it everything runs on the numpy reference path
+    import numba
+
+    njit = numba.njit(cache=True, nogil=True)
+    ENABLED = os.environ.get("LWMECPS_NUMBA", "1") != "0"
+except ImportError:  # numba missing
+    ENABLED = False
+
+    def njit(fn):  # type: ignore[no-redef]
+        return fn
+
+
+_STEP, _CPU_CAP, _RAM_CAP = lat.THROTTLE_STEP, lat.THROTTLE_CPU_CAP, lat.THROTTLE_RAM_CAP
+_DECAY, _THRESHOLD, _MAX_MS = lat.THROTTLE_DECAY, lat.THROTTLE_THRESHOLD, lat.THROTTLE_MAX_LATENCY_MS
+_GRID = lat.THROTTLE_GRID
+
+
+@njit
+def _erlang_c(servers, offered):
+    if servers <= 0:
+        return 0.0
+    b, out = 1.0, 0.0
+    for k in range(1, servers + 1):
+        b = offered * b / (k + offered * b)
+    out = b
+    rho = offered / servers
+    return out / (1.0 - rho * (1.0 - out))
+
+
+@njit
+def _tail(pw, theta, mu, e_mu, t):
+    diff = mu - theta
+    if abs(diff) < 1e-9 * max(mu, 1.0):
+        hypo = (1.0 + mu * t) * e_mu
+    else:
+        hypo = (mu * math.exp(-theta * t) - theta * e_mu) / diff
+    p = (1.0 - pw) * e_mu + pw * hypo
+    return min(max(p, 0.0), 1.0)
+
+
+@njit
+def _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, ptr, npath, pos, take, off, acc):
+    """Routing with fail-over for row ``b``: fills ``load`` (K,), the paths and ``rem`` (unserved per element)."""
+    S, C, A = order.shape
+    K = rep.shape[1]
+    for s in range(S):
+        for c in range(C):
+            rem[s, c] = users[b, c] * rate[s]
+            ptr[s, c] = 0
+            npath[s, c] = 0
+    for k in range(K):
+        load[k] = 0.0
+    for _ in range(attempts):
+        for k in range(K):
+            off[k] = 0.0
+            acc[k] = 0.0
+        for s in range(S):
+            for c in range(C):
+                if rem[s, c] > 0.0:
+                    a = ptr[s, c]
+                    while a < A and (order[s, c, a] == K or rep[b, order[s, c, a]] <= 0):
+                        a += 1
+                    ptr[s, c] = a
+                    if a < A:
+                        off[order[s, c, a]] += rem[s, c]
+        if mmc:  # off becomes the admitted fraction per slot
+            for k in range(K):
+                if off[k] > 0.0:
+                    spare = max(rep[b, k] * mu[k] * rho_max - load[k], 0.0)
+                    off[k] = min(spare / off[k], 1.0)
+                else:
+                    off[k] = 1.0
+        left = False
+        for s in range(S):
+            for c in range(C):
+                a = ptr[s, c]
+                if rem[s, c] > 0.0 and a < A:
+                    k = order[s, c, a]
+                    t = rem[s, c] * off[k] if mmc else rem[s, c]
+                    acc[k] += t
+                    p = npath[s, c]
+                    pos[s, c, p] = a
+                    take[s, c, p] = t
+                    npath[s, c] = p + 1
+                    rem[s, c] = rem[s, c] - t
+                    ptr[s, c] = a + 1
+                if rem[s, c] > 1e-9:
+                    left = True
+        for k in range(K):
+            load[k] += acc[k]
+        if not left:
+            break
+
+
+@njit
+def slot_kernel(
+    rep,
+    users,
+    prev,
+    has_prev,
+    rate,
+    mu,
+    order,
+    onet,
+    emu,
+    tbud,
+    mmc,
+    attempts,
+    rho_max,
+    timeout,
+    slot_seconds,
+    cpu,
+    ram,
+    out_lat,
+    out_viol,
+    out_uns,
+    out_svc,
+    out_load,
+    out_req,
+):
+    """One slot for every row: the compiled twin of ``SlotModel.evaluate`` (M/M/c or throttling)."""
+    B, K = rep.shape
+    S, C, _ = order.shape
+    rem = np.empty((S, C))
+    ptr = np.empty((S, C), np.int64)
+    npath = np.empty((S, C), np.int64)
+    pos = np.empty((S, C, attempts), np.int64)
+    take = np.empty((S, C, attempts))
+    off = np.empty(K)
+    acc = np.empty(K)
+    soj = np.empty(K)
+    pwk = np.empty(K)
+    thk = np.empty(K)
+    per_rep = np.empty(K)
+    delay = np.empty((K, _GRID))
+    weight = np.empty((K, _GRID))
+    for b in range(B):
+        load = out_load[b]
+        _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, ptr, npath, pos, take, off, acc)
+        if mmc:
+            for k in range(K):
+                r = rep[b, k]
+                theta = r * mu[k] - load[k]
+                pw = _erlang_c(r, load[k] / mu[k])
+                wq = pw / theta if theta > 0 else 0.0
+                soj[k] = 1000.0 * (1.0 / mu[k] + wq)
+                pwk[k] = pw
+                thk[k] = theta
+        else:
+            _throttle_slots(b, rep, prev, has_prev, load, slot_seconds, cpu, ram, per_rep, soj, delay, weight)
+        tot_lat, tot_viol, tot_uns, tot_req = 0.0, 0.0, 0.0, 0.0
+        for s in range(S):
+            svc_lat, svc_req = 0.0, 0.0
+            for c in range(C):
+                lam = users[b, c] * rate[s]
+                svc_req += lam
+                ls, vs = 0.0, 0.0
+                for p in range(npath[s, c]):
+                    a = pos[s, c, p]
+                    k = order[s, c, a]
+                    t = take[s, c, p]
+                    net = onet[s, c, a]
+                    ls += t * (net + soj[k])
+                    if mmc:
+                        if t > 0.0:
+                            vs += t * _tail(pwk[k], thk[k], mu[k], emu[s, c, a], tbud[s, c, a])
+                    else:
+                        n = per_rep[k]
+                        if n > 0.0:
+                            over = 0.0
+                            for j in range(_GRID):
+                                if net + delay[k, j] > timeout:
+                                    over += weight[k, j]
+                            vs += t * (over / n)
+                u = rem[s, c]
+                ls = ls + u * timeout
+                vs = vs + u
+                svc_lat += ls
+                tot_lat += ls
+                tot_viol += vs
+                tot_uns += u
+            tot_req += svc_req
+            out_svc[b, s] = svc_lat / svc_req if svc_req > 0 else 0.0
+        denom = max(tot_req, 1e-12)
+        out_lat[b] = tot_lat / denom if tot_req > 0 else 0.0
+        out_viol[b] = tot_viol / denom if tot_req > 0 else 0.0
+        out_uns[b] = tot_uns / denom if tot_req > 0 else 0.0
+        out_req[b] = tot_req * slot_seconds
+
+
+@njit
+def _throttle_slots(b, rep, prev, has_prev, load, slot_seconds, cpu, ram, per_rep, mean_delay, delay, weight):
+    """Throttling counters of row ``b``: decay, rescale, burst grid; advances the state when ``has_prev``."""
+    K = rep.shape[1]
+    for k in range(K):
+        c0 = max(cpu[b, k] - _DECAY, 0.0)
+        r0 = max(ram[b, k] - _DECAY, 0.0)
+        new = rep[b, k]
+        if has_prev:
+            old = prev[b, k]
+            scale = old / new if new > old else (1.0 if new > 0 else 0.0)
+            c0 *= scale
+            r0 *= scale
+        n = load[k] * slot_seconds / new if new > 0 else 0.0
+        per_rep[k] = n
+        dw = 0.0
+        for j in range(_GRID):
+            jj = j + 1.0
+            cc = min(c0 + _STEP * jj, _CPU_CAP)
+            rr = min(r0 + _STEP * jj, _RAM_CAP)
+            over = (cc / _CPU_CAP + rr / _RAM_CAP) / 2.0 - _THRESHOLD
+            d = _MAX_MS * (0.05 + 3.0 * over) if over > 0 else 0.0
+            w = max(n - (_GRID - 1), 0.0) if j == _GRID - 1 else min(max(n - (jj - 1.0), 0.0), 1.0)
+            delay[k, j] = d
+            weight[k, j] = w
+            dw += d * w
+        mean_delay[k] = dw / n if n > 0 else 0.0
+        if has_prev:
+            cpu[b, k] = min(c0 + _STEP * n, _CPU_CAP)
+            ram[b, k] = min(r0 + _STEP * n, _RAM_CAP)
+
+
+@njit
+def repair_kernel(prev, action, hi, slot_node, slot_cpu, slot_ram, node_cpu, node_ram, out, rejected):
+    """Compiled twin of ``Dynamics.repair``: clip, then reject the increases on over-committed nodes."""
+    B, K = action.shape
+    N = node_cpu.shape[0]
+    cpu = np.empty(N)
+    ram = np.empty(N)
+    for b in range(B):
+        cpu[:] = 0.0
+        ram[:] = 0.0
+        for k in range(K):
+            r = min(max(action[b, k], 0), hi[k])
+            out[b, k] = r
+            cpu[slot_node[k]] += r * slot_cpu[k]
+            ram[slot_node[k]] += r * slot_ram[k]
+        bad = 0
+        for k in range(K):
+            n = slot_node[k]
+            if (cpu[n] > node_cpu[n] + 1e-9 or ram[n] > node_ram[n] + 1e-9) and out[b, k] > prev[b, k]:
+                out[b, k] = prev[b, k]
+                bad += 1
+        rejected[b] = bad
+
+
+@njit
+def observe_kernel(
+    placement,
+    users,
+    slot,
+    svc_lat,
+    hi,
+    slot_node,
+    slot_cpu,
+    slot_ram,
+    node_cpu,
+    node_ram,
+    user_scale,
+    timeout,
+    slots_per_day,
+    obs_high,
+    out_obs,
+    out_mask,
+):
+    """Compiled twin of ``Dynamics.observe``: observation vector and action mask per row."""
+    B, K = placement.shape
+    N = node_cpu.shape[0]
+    C = users.shape[1]
+    S = svc_lat.shape[1]
+    cpu = np.empty(N)
+    ram = np.empty(N)
+    for b in range(B):
+        cpu[:] = 0.0
+        ram[:] = 0.0
+        for k in range(K):
+            cpu[slot_node[k]] += placement[b, k] * slot_cpu[k]
+            ram[slot_node[k]] += placement[b, k] * slot_ram[k]
+        for n in range(N):
+            cpu[n] = node_cpu[n] - cpu[n]
+            ram[n] = node_ram[n] - ram[n]
+            out_obs[b, n] = cpu[n] / node_cpu[n]
+            out_obs[b, N + n] = ram[n] / node_ram[n]
+        i = 2 * N
+        m = 0
+        for k in range(K):
+            out_obs[b, i + k] = placement[b, k] / hi[k]
+            n = slot_node[k]
+            room = min(cpu[n] / slot_cpu[k], ram[n] / slot_ram[k])
+            top = placement[b, k] + math.floor(room + 1e-9)
+            for j in range(hi[k] + 1):
+                out_mask[b, m] = 1.0 if j <= top else 0.0
+                m += 1
+        i += K
+        for c in range(C):
+            out_obs[b, i + c] = min(users[b, c] / user_scale, obs_high)
+        i += C
+        for s in range(S):
+            out_obs[b, i + s] = min(svc_lat[b, s] / timeout, 2.0)
+        i += S
+        phase = 2 * np.pi * slot[b] / slots_per_day
+        out_obs[b, i] = math.sin(phase)
+        out_obs[b, i + 1] = math.cos(phase)
