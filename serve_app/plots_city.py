@@ -45,7 +45,8 @@ def _cells(ax: Axes, world: World, users: np.ndarray) -> None:
 def _stations(ax: Axes, world: World, total: np.ndarray) -> None:
     cpu = world.node_cpu
     size = 40.0 + 260.0 * cpu / cpu.max()
-    ax.scatter(world.node_xy[:, 0], world.node_xy[:, 1], s=size, c="white", edgecolors="black", linewidths=1.2, zorder=3)
+    xs, ys = world.node_xy.T
+    ax.scatter(xs, ys, s=size, c="white", edgecolors="black", linewidths=1.2, zorder=3)
     font = 9 if world.n_nodes <= 30 else 6
     for (x, y), name, reps in zip(world.node_xy, world.node_names, total, strict=True):
         ax.annotate(
