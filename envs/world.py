@@ -130,7 +130,8 @@ def build_world(sc: Scenario) -> World:
         allowed = svc.allowed_nodes if svc.allowed_nodes is not None else node_names
         for node in allowed:
             if node not in index:
-                raise ScenarioError(f"scenario.services[{s}].allowed_nodes: unknown node {node!r}")
+                known = ", ".join(node_names) if len(node_names) <= 8 else f"{node_names[0]} .. {node_names[-1]}"
+                raise ScenarioError(f"scenario.services[{s}].allowed_nodes: unknown node {node!r} (known: {known})")
             slot_service.append(s)
             slot_node.append(index[node])
     net = _network(sc, xy)
