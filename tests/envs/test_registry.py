@@ -102,13 +102,14 @@ def test_constructs_from_a_plain_env_config_dict(env_id, preset, preset_world):
 def test_truncates_at_max_episode_steps(env_id, preset, preset_world):
     env = gym.make(env_id, world=preset_world(preset))
     env.reset(seed=0)
-    limit = env.spec.max_episode_steps
-    zero = np.zeros(env.action_space.shape, dtype=np.int64)
+    limit = gym.spec(env_id).max_episode_steps
+    assert limit is not None
+    zero = np.zeros_like(env.action_space.sample())
     for step in range(1, limit + 1):
         _, reward, terminated, truncated, _ = env.step(zero)
         assert not terminated
         assert truncated == (step == limit)
-        assert np.isfinite(reward)
+        assert np.isfinite(float(reward))
     env.close()
 
 
