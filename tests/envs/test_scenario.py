@@ -111,6 +111,13 @@ BAD: dict[str, tuple[Mutate, str]] = {
         _set("demand", "base_users", value=1000),
         "scenario.demand: impossible demand for service 'svc': peak 1000.0 req/s exceeds its largest possible",
     ),
+    "impossible demand on the whole cluster": (
+        lambda d: (
+            d["demand"].update(base_users=300),
+            d.update(services=[{**d["services"][0], "name": f"s{i}"} for i in range(3)]),
+        ),  # each service alone fits (100 of 144 req/s), all three need 300 / (10 * 0.9) * 0.5 CPU
+        "scenario.demand: impossible demand: peak load needs 16.7 CPU cores, the cluster has 16.0",
+    ),
     "impossible city": (
         lambda d: (d.pop("nodes"), d.pop("latency"), d.update(city={**CITY, "min_distance_km": 2.0})),
         "scenario.city.min_distance_km: cannot place 4 stations 2.0 km apart in a 2.0 km square",
@@ -209,3 +216,14 @@ def test_presets_round_trip_through_a_yaml_file(tmp_path, preset):
     assert back == sc
     if sc.demand.kind == "profile":
         assert back.base_dir == str(DATA)
+
+
+@pytest.mark.parametrize(("users", "ok"), [(144, True), (145, False)])
+def test_peak_demand_is_at_most_every_user_active(make_world, small, users, ok):
+    # capacity: 4 nodes x 4 replicas x 10 req/s x rho_max 0.9 = 144 req/s; at most base_users are active at once
+    small["demand"]["base_users"] = users
+    if ok:
+        assert make_world(small).n_slots == 4
+    else:
+        with pytest.raises(ScenarioError, match=r"peak 145\.0 req/s exceeds its largest possible capacity 144\.0"):
+            make_world(small)
