@@ -36,8 +36,7 @@ from ray.rllib.core.models.base import ENCODER_OUT
 from ray.rllib.core.rl_module.apis import TARGET_NETWORK_ACTION_DIST_INPUTS
 from ray.rllib.utils.torch_utils import FLOAT_MIN
 
-OBS_KEY = "observations"
-MASK_KEY = "action_mask"
+from policies.rllib.layout import MASK_KEY, OBS_KEY
 
 Batch = dict[str, Any]
 
