@@ -220,11 +220,11 @@ class OptimizedBalance(PlacementPolicy):
             alloc[np.argsort(-(share - alloc), kind="stable")[:rest]] += 1
             spill = 0
             for k, a in zip(ks, alloc, strict=True):
-                spill += a - self._place(world, out, cpu, ram, k, a)
+                spill += int(a) - self._place(world, out, cpu, ram, int(k), int(a))
             for k in ks[np.argsort(-need[ks], kind="stable")]:
                 if spill <= 0:
                     break
-                spill -= self._place(world, out, cpu, ram, k, spill)
+                spill -= self._place(world, out, cpu, ram, int(k), spill)
         return out
 
     @staticmethod

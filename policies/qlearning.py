@@ -3,8 +3,9 @@
 State: (hour-of-day bucket, demand level of the busiest cell). The levels are quantiles of the busiest cell's
 users per slot in the training traces, so the same table works on any scenario (overload starts in one cell, which
 a city-wide total hides). Actions: ``static-k`` for every ``k`` from the largest slot maximum down to 1 (so the
-all-zero initial table runs the most expensive static placement), and ``optimized-balance`` at a few target utilisations (which carry the per-cell demand into the
-placement). Each action is a full placement rule evaluated on the context, so every action is valid.
+all-zero initial table runs the most expensive static placement), and ``optimized-balance`` at a few target
+utilisations (which carry the per-cell demand into the placement).
+Each action is a full placement rule evaluated on the context, so every action is valid.
 
 Upstream had a Q-learning agent over raw node metrics that never learned; this one learns in seconds.
 """
@@ -66,8 +67,8 @@ class QLearningPolicy(PlacementPolicy):
         return int(hour) * self.demand_levels + level
 
     def act(self, ctx: Context) -> np.ndarray:
-        if ctx.world is not self._world:
-            raise ValueError("q-learning: policy was trained on another world; call train() or setup() first")
+        if self._world is None or ctx.world.scenario != self._world.scenario:
+            raise ValueError("q-learning: policy was trained on another scenario; call train() or setup() first")
         return self.actions[int(np.argmax(self.q[self.state(ctx)]))].act(ctx)
 
     def describe(self) -> dict[str, Any]:
@@ -103,7 +104,8 @@ class QLearningPolicy(PlacementPolicy):
             s, total, t = self.state(ctx), 0.0, 0
             while True:
                 a = int(rng.integers(len(self.actions))) if rng.random() < eps else int(np.argmax(self.q[s]))
-                _, r, term, trunc, _ = env.step(self.actions[a].act(ctx))
+                _, rew, term, trunc, _ = env.step(self.actions[a].act(ctx))
+                r = float(rew)
                 total += r
                 t += 1
                 scale = scale or max(abs(r), 1e-6)

@@ -10,10 +10,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from policies.evaluate import METRICS, EvalResult, Interval  # noqa: E402
+from policies.evaluate import METRICS, EvalResult, Interval
 
 DEFAULT_COLUMNS = ("reward", "latency_mean", "latency_p95", "sla_violation_pct", "replicas", "changes", "decision_ms")
 
@@ -59,7 +59,9 @@ def terminal_table(result: EvalResult, columns: Sequence[str] = DEFAULT_COLUMNS)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
     return "\n".join([_caption(result), rule, line(header), rule, *(line(r) for r in rows), rule]) + "\n"
@@ -109,12 +111,12 @@ def read_curve(source: Curve, x: str | None = None, y: str | None = None) -> tup
         cols = source
     xk = x or next((k for k in (*X_KEYS, "training_iteration") if k in cols), None)
     yk = y or next((k for k in Y_KEYS if k in cols), None)
-    if xk not in cols or yk not in cols:
+    if xk is None or yk is None or xk not in cols or yk not in cols:
         raise ValueError(f"learning curve: need x column {x or X_KEYS} and y column {y or Y_KEYS}, got {sorted(cols)}")
-    xs = np.array([float(v) if v not in ("", None) else np.nan for v in cols[xk]])
-    ys = np.array([float(v) if v not in ("", None) else np.nan for v in cols[yk]])
-    keep = ~(np.isnan(xs) | np.isnan(ys))
-    return xs[keep], ys[keep]
+    xv = np.array([float(v) if v not in ("", None) else np.nan for v in cols[xk]])
+    yv = np.array([float(v) if v not in ("", None) else np.nan for v in cols[yk]])
+    keep = ~(np.isnan(xv) | np.isnan(yv))
+    return xv[keep], yv[keep]
 
 
 def plot_learning_curves(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from envs import ENV_IDS
+from envs.backends import Snapshot
 from envs.placement_env import PlacementEnv
 from envs.presets import get_scenario
 from envs.world import World, build_world
@@ -132,7 +133,8 @@ def test_greedy_adds_only_improving_replicas(worlds):
     env = PlacementEnv(world=twin)
     env.reset(seed=0, options={"start_slot": 0})
     ctx = Context.from_env(env)
-    quiet = Context(world=twin, snapshot=type(ctx.snapshot)(ctx.snapshot.slot, np.zeros(4), ctx.snapshot.placement), obs=ctx.obs)
+    snap = Snapshot(slot=ctx.snapshot.slot, users=np.zeros(4), placement=ctx.snapshot.placement)
+    quiet = Context(world=twin, snapshot=snap, obs=ctx.obs)
     np.testing.assert_array_equal(GreedyLatency().act(quiet), np.zeros(4))  # no demand: replicas only cost
 
 
