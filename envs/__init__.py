@@ -15,6 +15,7 @@ for _id, _preset in ENV_IDS.items():
     register(
         id=_id,
         entry_point="envs.placement_env:PlacementEnv",
+        vector_entry_point="envs.vector:PlacementVectorEnv",
         max_episode_steps=get_scenario(_preset).episode_slots,
         kwargs={"scenario": _preset},
     )
