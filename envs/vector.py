@@ -122,7 +122,7 @@ class PlacementVectorEnv(VectorEnv):
         users = self._users[self.trace_index, slot]
         return self.dyn.observe(self.placement, users, slot, self.service_latency)
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         rows = np.arange(self.num_envs)
         self._reset_rows(rows, options or {})
