@@ -15,11 +15,8 @@ def _fmt(value: Any, spec: str) -> str:
 class ProgressLine(Callback):
     """``<trial> iter N  steps S  return R  elapsed Ts`` on stdout (Tune's own reporter is turned off)."""
 
-    def __init__(self, stream: Any = None):
-        self.stream = stream or sys.stdout
-
     def _print(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
+        print(line, file=sys.stdout, flush=True)  # looked up per line: the callback is pickled with the run
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         runners = result.get("env_runners") or {}

@@ -69,14 +69,22 @@ def _wandb_callback(mode: str, group: str) -> Any:
 
 
 @contextmanager
-def _api_key_hidden(hide: bool) -> Iterator[None]:
-    """Without it, the callback copies ``WANDB_API_KEY`` into its logging actor's runtime env even offline."""
-    key = os.environ.pop("WANDB_API_KEY", None) if hide else None
+def _wandb_env(mode: str) -> Iterator[None]:
+    """``WANDB_MODE=mode`` for the run (W&B and the callback's key check read the environment); outside online
+    mode ``WANDB_API_KEY`` is hidden, else the callback copies it into its logging actor's runtime env. Restored
+    afterwards."""
+    saved = {k: os.environ.get(k) for k in ("WANDB_MODE", "WANDB_API_KEY")}
+    os.environ["WANDB_MODE"] = mode
+    if mode != "online":
+        os.environ.pop("WANDB_API_KEY", None)
     try:
         yield
     finally:
-        if key is not None:
-            os.environ["WANDB_API_KEY"] = key
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _ensure_ray() -> bool:
@@ -167,7 +175,6 @@ def run(
     space = config.to_dict()
     space["seed"] = tune.grid_search([seed + i for i in range(num_samples)]) if num_samples > 1 else seed
     searched = [*spec.param_space(), *(k for k, v in (overrides or {}).items() if _is_search(v)), "seed"]
-    os.environ["WANDB_MODE"] = mode  # W&B and the callback's key check read it from the environment
     callbacks: list[tune.Callback] = [ProgressLine()] if progress else []
     if mode != "disabled":
         callbacks.append(_wandb_callback(mode, group=name))
@@ -186,7 +193,7 @@ def run(
     started = _ensure_ray()
     try:
         register_envs()  # the env creators must be in this cluster's registry
-        with _api_key_hidden(mode != "online"):
+        with _wandb_env(mode):
             if resume and tune.Tuner.can_restore(experiment):
                 tuner = tune.Tuner.restore(experiment, trainable=algo_class, resume_errored=True)
             else:
