@@ -56,30 +56,48 @@ def _tail(pw, theta, mu, e_mu, t):
 
 
 @njit
-def _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, ptr, npath, pos, take, off, acc):
-    """Routing with fail-over for row ``b``: fills ``load`` (K,), the paths and ``rem`` (unserved per element)."""
-    S, C, A = order.shape
+def _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, ptr, npath, pos, take, off, acc, act):
+    """Routing with fail-over for row ``b``: fills ``load`` (K,), the paths and ``rem`` (unserved per element).
+
+    Elements ``e = s * C + c`` (service, cell); ``order`` is ``(S * C, A)``. Only elements with load left are
+    revisited by later attempts (``act`` lists them); the loop stops as the numpy code does, when no element
+    has more than 1e-9 requests/s left.
+    """
+    A = order.shape[1]
     K = rep.shape[1]
+    S, C = rate.shape[0], users.shape[1]
+    n = 0
     for s in range(S):
         for c in range(C):
-            rem[s, c] = users[b, c] * rate[s]
-            ptr[s, c] = 0
-            npath[s, c] = 0
+            e = s * C + c
+            lam = users[b, c] * rate[s]
+            rem[e] = lam
+            npath[e] = 0
+            ptr[e] = 0
+            if lam > 0.0:
+                act[n] = e
+                n += 1
     for k in range(K):
         load[k] = 0.0
+    stuck = False  # some element has load left and no host left to try
     for _ in range(attempts):
         for k in range(K):
             off[k] = 0.0
             acc[k] = 0.0
-        for s in range(S):
-            for c in range(C):
-                if rem[s, c] > 0.0:
-                    a = ptr[s, c]
-                    while a < A and (order[s, c, a] == K or rep[b, order[s, c, a]] <= 0):
-                        a += 1
-                    ptr[s, c] = a
-                    if a < A:
-                        off[order[s, c, a]] += rem[s, c]
+        m = 0
+        for i in range(n):
+            e = act[i]
+            a = ptr[e]
+            while a < A and (order[e, a] == K or rep[b, order[e, a]] <= 0):
+                a += 1
+            ptr[e] = a
+            if a < A:
+                off[order[e, a]] += rem[e]
+                act[m] = e
+                m += 1
+            elif rem[e] > 1e-9:
+                stuck = True
+        n = m
         if mmc:  # off becomes the admitted fraction per slot
             for k in range(K):
                 if off[k] > 0.0:
@@ -87,22 +105,26 @@ def _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, pt
                     off[k] = min(spare / off[k], 1.0)
                 else:
                     off[k] = 1.0
-        left = False
-        for s in range(S):
-            for c in range(C):
-                a = ptr[s, c]
-                if rem[s, c] > 0.0 and a < A:
-                    k = order[s, c, a]
-                    t = rem[s, c] * off[k] if mmc else rem[s, c]
-                    acc[k] += t
-                    p = npath[s, c]
-                    pos[s, c, p] = a
-                    take[s, c, p] = t
-                    npath[s, c] = p + 1
-                    rem[s, c] = rem[s, c] - t
-                    ptr[s, c] = a + 1
-                if rem[s, c] > 1e-9:
+        left = stuck
+        m = 0
+        for i in range(n):
+            e = act[i]
+            a = ptr[e]
+            k = order[e, a]
+            t = rem[e] * off[k] if mmc else rem[e]
+            acc[k] += t
+            p = npath[e]
+            pos[e, p] = a
+            take[e, p] = t
+            npath[e] = p + 1
+            rem[e] = rem[e] - t
+            ptr[e] = a + 1
+            if rem[e] > 0.0:
+                act[m] = e
+                m += 1
+                if rem[e] > 1e-9:
                     left = True
+        n = m
         for k in range(K):
             load[k] += acc[k]
         if not left:
@@ -111,38 +133,22 @@ def _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, pt
 
 @njit
 def slot_kernel(
-    rep,
-    users,
-    prev,
-    has_prev,
-    rate,
-    mu,
-    order,
-    onet,
-    emu,
-    tbud,
-    mmc,
-    attempts,
-    rho_max,
-    timeout,
-    slot_seconds,
-    cpu,
-    ram,
-    out_lat,
-    out_viol,
-    out_uns,
-    out_svc,
-    out_load,
-    out_req,
-):
-    """One slot for every row: the compiled twin of ``SlotModel.evaluate`` (M/M/c or throttling)."""
+    rep, users, prev, has_prev, rate, mu, order, onet, emu, tbud, mmc, attempts, rho_max, timeout, slot_seconds,
+    cpu, ram, out_lat, out_viol, out_uns, out_svc, out_load, out_req,
+):  # fmt: skip
+    """One slot for every row: the compiled twin of ``SlotModel.evaluate`` (M/M/c or throttling).
+
+    ``order``, ``onet``, ``emu``, ``tbud``: ``(S * C, A)`` per element and path position.
+    """
     B, K = rep.shape
-    S, C, _ = order.shape
-    rem = np.empty((S, C))
-    ptr = np.empty((S, C), np.int64)
-    npath = np.empty((S, C), np.int64)
-    pos = np.empty((S, C, attempts), np.int64)
-    take = np.empty((S, C, attempts))
+    S, C = rate.shape[0], users.shape[1]
+    E = S * C
+    rem = np.empty(E)
+    ptr = np.empty(E, np.int64)
+    npath = np.empty(E, np.int64)
+    act = np.empty(E, np.int64)
+    pos = np.empty((E, attempts), np.int64)
+    take = np.empty((E, attempts))
     off = np.empty(K)
     acc = np.empty(K)
     soj = np.empty(K)
@@ -153,10 +159,12 @@ def slot_kernel(
     weight = np.empty((K, _GRID))
     for b in range(B):
         load = out_load[b]
-        _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, ptr, npath, pos, take, off, acc)
+        _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, ptr, npath, pos, take, off, acc, act)
         if mmc:
             for k in range(K):
                 r = rep[b, k]
+                if r <= 0:
+                    continue
                 theta = r * mu[k] - load[k]
                 pw = _erlang_c(r, load[k] / mu[k])
                 wq = pw / theta if theta > 0 else 0.0
@@ -169,18 +177,21 @@ def slot_kernel(
         for s in range(S):
             svc_lat, svc_req = 0.0, 0.0
             for c in range(C):
-                lam = users[b, c] * rate[s]
-                svc_req += lam
+                e = s * C + c
+                u = rem[e]
+                svc_req += users[b, c] * rate[s]
+                if npath[e] == 0 and u == 0.0:
+                    continue
                 ls, vs = 0.0, 0.0
-                for p in range(npath[s, c]):
-                    a = pos[s, c, p]
-                    k = order[s, c, a]
-                    t = take[s, c, p]
-                    net = onet[s, c, a]
+                for p in range(npath[e]):
+                    a = pos[e, p]
+                    k = order[e, a]
+                    t = take[e, p]
+                    net = onet[e, a]
                     ls += t * (net + soj[k])
                     if mmc:
                         if t > 0.0:
-                            vs += t * _tail(pwk[k], thk[k], mu[k], emu[s, c, a], tbud[s, c, a])
+                            vs += t * _tail(pwk[k], thk[k], mu[k], emu[e, a], tbud[e, a])
                     else:
                         n = per_rep[k]
                         if n > 0.0:
@@ -189,7 +200,6 @@ def slot_kernel(
                                 if net + delay[k, j] > timeout:
                                     over += weight[k, j]
                             vs += t * (over / n)
-                u = rem[s, c]
                 ls = ls + u * timeout
                 vs = vs + u
                 svc_lat += ls

@@ -62,8 +62,9 @@ class SlotModel:
         self.cpu = np.zeros((0, world.n_slots))
         self.ram = np.zeros((0, world.n_slots))
         # kernel inputs: per path position, the latency budget (s) and the static factor exp(-mu * budget)
-        self._order = np.ascontiguousarray(world.order, dtype=np.int64)
-        self._order_net = np.ascontiguousarray(world.order_net, dtype=np.float64)
+        S, C, A = world.order.shape
+        self._order = np.ascontiguousarray(world.order, dtype=np.int64).reshape(S * C, A)
+        self._order_net = np.ascontiguousarray(world.order_net, dtype=np.float64).reshape(S * C, A)
         self._budget = np.maximum(self.timeout - self._order_net, 0.0) / 1000.0
         self._e_mu = np.exp(-np.append(self.mu, 1.0)[self._order] * self._budget)
 
