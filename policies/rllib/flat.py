@@ -84,3 +84,12 @@ class FlatActionWrapper(gym.Wrapper):
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(unflatten(np.asarray([action]), self.nvec)[0])
         return self._obs(obs), reward, terminated, truncated, info
+
+
+def slot_masks(joint: np.ndarray, nvec: np.ndarray) -> np.ndarray:
+    """Joint mask ``(B, prod(nvec))`` -> per-slot masks concatenated ``(B, sum(nvec))`` (inverse of :func:`joint_mask`
+    whenever every slot has at least one allowed count)."""
+    cube = np.asarray(joint).reshape(len(joint), *(int(n) for n in nvec))
+    k = len(nvec)
+    parts = [cube.max(axis=tuple(1 + j for j in range(k) if j != i)) for i in range(k)]
+    return np.concatenate(parts, axis=-1)
