@@ -58,6 +58,8 @@ class Dynamics:
         self._slot_ram = np.ascontiguousarray(self.slot_ram, dtype=np.float64)
         self._node_cpu = np.ascontiguousarray(world.node_cpu, dtype=np.float64)
         self._node_ram = np.ascontiguousarray(world.node_ram, dtype=np.float64)
+        r = self.reward_spec
+        self._costs = np.array([r.replica_cost, r.change_cost, r.sla_penalty, r.infeasible_penalty], dtype=np.float64)
 
     # -- capacity ---------------------------------------------------------------------------------------
     def usage(self, placement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +141,15 @@ class Dynamics:
         rejected: np.ndarray,
     ) -> Components:
         r = self.reward_spec
+        if self.compiled:
+            B = placement.shape[0]
+            replicas, changes, sla, infeasible = np.empty(B), np.empty(B), np.empty(B), np.empty(B)
+            kernels.reward_kernel(
+                np.ascontiguousarray(placement, dtype=np.int64), np.ascontiguousarray(prev, dtype=np.int64),
+                np.ascontiguousarray(violations, dtype=np.float64), np.ascontiguousarray(rejected, dtype=np.float64),
+                self._costs, replicas, changes, sla, infeasible,
+            )  # fmt: skip
+            return Components(latency=latency_ms, replicas=replicas, changes=changes, sla=sla, infeasible=infeasible)
         return Components(
             latency=latency_ms,
             replicas=r.replica_cost * placement.sum(1),

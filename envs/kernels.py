@@ -56,12 +56,17 @@ def _tail(pw, theta, mu, e_mu, t):
 
 
 @njit
-def _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, ptr, npath, pos, take, off, acc, act):
+def _route(
+    b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, ptr, npath, pos, take, off, acc, act,
+    use_table, posmask, ctz, svc_of, first_slot, n_slots, pattern,
+):  # fmt: skip
     """Routing with fail-over for row ``b``: fills ``load`` (K,), the paths and ``rem`` (unserved per element).
 
     Elements ``e = s * C + c`` (service, cell); ``order`` is ``(S * C, A)``. Only elements with load left are
     revisited by later attempts (``act`` lists them); the loop stops as the numpy code does, when no element
-    has more than 1e-9 requests/s left.
+    has more than 1e-9 requests/s left. With ``use_table`` the next hosted position is looked up:
+    ``posmask[e, pattern]`` has bit ``a`` set when path position ``a`` of element ``e`` is hosted under the
+    service's hosted-slot ``pattern``, and ``ctz`` counts trailing zeros (``ctz[0] >= A``).
     """
     A = order.shape[1]
     K = rep.shape[1]
@@ -79,6 +84,13 @@ def _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, pt
                 n += 1
     for k in range(K):
         load[k] = 0.0
+    if use_table:  # hosted pattern of every service's slots, one bit per slot
+        for s in range(S):
+            h = 0
+            for j in range(n_slots[s]):
+                if rep[b, first_slot[s] + j] > 0:
+                    h |= 1 << j
+            pattern[s] = h
     stuck = False  # some element has load left and no host left to try
     for _ in range(attempts):
         for k in range(K):
@@ -88,8 +100,11 @@ def _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, pt
         for i in range(n):
             e = act[i]
             a = ptr[e]
-            while a < A and (order[e, a] == K or rep[b, order[e, a]] <= 0):
-                a += 1
+            if use_table:  # first hosted position >= a, branch-free
+                a += ctz[posmask[e, pattern[svc_of[e]]] >> a]
+            else:
+                while a < A and (order[e, a] == K or rep[b, order[e, a]] <= 0):
+                    a += 1
             ptr[e] = a
             if a < A:
                 off[order[e, a]] += rem[e]
@@ -134,11 +149,12 @@ def _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, pt
 @njit
 def slot_kernel(
     rep, users, prev, has_prev, rate, mu, order, onet, emu, tbud, mmc, attempts, rho_max, timeout, slot_seconds,
-    cpu, ram, out_lat, out_viol, out_uns, out_svc, out_load, out_req,
+    cpu, ram, out_lat, out_viol, out_uns, out_svc, out_load, out_req, table,
 ):  # fmt: skip
     """One slot for every row: the compiled twin of ``SlotModel.evaluate`` (M/M/c or throttling).
 
-    ``order``, ``onet``, ``emu``, ``tbud``: ``(S * C, A)`` per element and path position.
+    ``order``, ``onet``, ``emu``, ``tbud``: ``(S * C, A)`` per element and path position; ``table``: the
+    routing lookup of :func:`routing_table`.
     """
     B, K = rep.shape
     S, C = rate.shape[0], users.shape[1]
@@ -157,9 +173,14 @@ def slot_kernel(
     per_rep = np.empty(K)
     delay = np.empty((K, _GRID))
     weight = np.empty((K, _GRID))
+    use_table, posmask, ctz, svc_of, first_slot, n_slots = table
+    pattern = np.empty(S, np.int64)
     for b in range(B):
         load = out_load[b]
-        _route(b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, ptr, npath, pos, take, off, acc, act)
+        _route(
+            b, rep, users, rate, mu, order, mmc, attempts, rho_max, load, rem, ptr, npath, pos, take, off, acc, act,
+            use_table, posmask, ctz, svc_of, first_slot, n_slots, pattern,
+        )  # fmt: skip
         if mmc:
             for k in range(K):
                 r = rep[b, k]
@@ -328,3 +349,46 @@ def observe_kernel(
         phase = 2 * np.pi * slot[b] / slots_per_day
         out_obs[b, i] = math.sin(phase)
         out_obs[b, i + 1] = math.cos(phase)
+
+
+@njit
+def reward_kernel(placement, prev, violations, rejected, costs, out_replicas, out_changes, out_sla, out_infeasible):
+    """Cost components per row; ``costs`` = (replica_cost, change_cost, sla_penalty, infeasible_penalty)."""
+    B, K = placement.shape
+    for b in range(B):
+        total, changed = 0, 0
+        for k in range(K):
+            total += placement[b, k]
+            changed += abs(placement[b, k] - prev[b, k])
+        out_replicas[b] = costs[0] * total
+        out_changes[b] = costs[1] * changed
+        out_sla[b] = costs[2] * 100.0 * violations[b]
+        out_infeasible[b] = costs[3] * rejected[b]
+
+
+def routing_table(order: np.ndarray, slot_service: np.ndarray, n_services: int, max_bytes: int = 1 << 24) -> tuple:
+    """Lookup tables of the branch-free next-host search (``_route``), or a disabled placeholder.
+
+    Used when every service's slots are contiguous, a service has at most 8 slots and the table fits
+    ``max_bytes``. ``order``: ``(S * C, A)`` slot ids by path position (padding ``K``).
+    """
+    E, A = order.shape
+    K = len(slot_service)
+    S = n_services
+    counts = np.bincount(slot_service, minlength=S)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    contiguous = bool((np.diff(slot_service) >= 0).all()) if K > 1 else True
+    width = int(counts.max()) if K else 0
+    ok = contiguous and width <= 8 and E * (1 << width) <= max_bytes
+    ctz = np.array([(m & -m).bit_length() - 1 if m else 8 for m in range(256)], dtype=np.int64)
+    svc_of = np.repeat(np.arange(S, dtype=np.int64), E // S)
+    if not ok:
+        return (False, np.zeros((1, 1), np.uint8), ctz, svc_of, first, counts.astype(np.int64))
+    valid = order < K
+    local = np.where(valid, order - first[svc_of][:, None], 0).astype(np.int16)
+    patterns = np.arange(1 << width, dtype=np.int16)
+    posmask = np.zeros((E, 1 << width), dtype=np.uint8)
+    for a in range(A):
+        bit = ((patterns[None, :] >> local[:, a : a + 1]) & 1).astype(np.uint8) * valid[:, a : a + 1]
+        posmask |= (bit << a).astype(np.uint8)
+    return (True, posmask, ctz, svc_of, first, counts.astype(np.int64))

@@ -143,8 +143,11 @@ class PlacementEnv(gym.Env):
         )
         self._placement = placement
         self._service_latency = out.service_latency_ms
+        parts = {k: float(v[0]) for k, v in vars(comp).items()}
+        # the same sum, in the same order, as Components.total()
+        reward = -(parts["latency"] + parts["replicas"] + parts["changes"] + parts["sla"] + parts["infeasible"])
         info = {
-            "reward_components": {k: float(v[0]) for k, v in vars(comp).items()},
+            "reward_components": parts,
             "latency_ms": out.latency_ms,
             "violations": out.violations,
             "unserved": out.unserved,
@@ -154,7 +157,7 @@ class PlacementEnv(gym.Env):
             "stable": stable,
             "placement": placement,
         }
-        return self._obs(), float(comp.total()[0]), False, False, info
+        return self._obs(), reward, False, False, info
 
     def close(self) -> None:
         self.backend.close()

@@ -67,6 +67,7 @@ class SlotModel:
         self._order_net = np.ascontiguousarray(world.order_net, dtype=np.float64).reshape(S * C, A)
         self._budget = np.maximum(self.timeout - self._order_net, 0.0) / 1000.0
         self._e_mu = np.exp(-np.append(self.mu, 1.0)[self._order] * self._budget)
+        self._table: tuple | None = None  # built on the first compiled evaluation
 
     # -- throttling state -------------------------------------------------------------------------------
     def reset_state(self, batch: int, rows: np.ndarray | None = None) -> None:
@@ -105,12 +106,15 @@ class SlotModel:
             self.ram = np.ascontiguousarray(self.ram, dtype=np.float64)
         prev = rep if previous is None else np.ascontiguousarray(previous, dtype=np.int64)
         S = self.w.n_services
+        if self._table is None:
+            self._table = kernels.routing_table(self._order, self.w.slot_service, S)
         res = SlotResult(np.empty(B), np.empty(B), np.empty(B), np.empty((B, S)), np.empty((B, K)), np.empty(B))
         kernels.slot_kernel(
             rep, np.ascontiguousarray(users, dtype=np.float64), prev, previous is not None,
             self.rate, self.mu, self._order, self._order_net, self._e_mu, self._budget, self.mmc, self.attempts,
             self.rho_max, self.timeout, self.slot_seconds, self.cpu, self.ram,
             res.latency_ms, res.violations, res.unserved, res.service_latency_ms, res.slot_load, res.requests,
+            self._table,
         )  # fmt: skip
         return res
 
