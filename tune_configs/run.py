@@ -96,7 +96,8 @@ def _ensure_ray() -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
     else:
-        ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=512 * 1024**2)
+        # "local": never attach silently to a cluster someone else started with `ray start` on this machine
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, object_store_memory=512 * 1024**2)
     return True
 
 

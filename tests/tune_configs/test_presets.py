@@ -58,7 +58,11 @@ def test_override_reaches_the_config():
 
 @pytest.mark.parametrize(
     ("stop", "match"),
-    [({"iters": 1}, "stop.iters: unknown"), ({"training_iteration": True}, "expected a number"), ({"time_total_s": 0}, "> 0")],
+    [
+        ({"iters": 1}, "stop.iters: unknown"),
+        ({"training_iteration": True}, "expected a number"),
+        ({"time_total_s": 0}, "> 0"),
+    ],
 )
 def test_bad_stop_criterion(stop, match):
     with pytest.raises(PresetError, match=match):

@@ -40,9 +40,13 @@ def test_two_trial_run_reads_back(tmp_path, ray_runtime):
     assert all(Path(t["checkpoint"]).is_dir() for t in summary["trials"])
     assert summary["best"]["trial_id"] in {t["trial_id"] for t in summary["trials"]}
 
-    # same inputs -> same name -> refused rather than mixed into the finished run
+    # same inputs -> same name -> refused rather than mixed into the finished run, unless resumed
+    again = {"storage_path": tmp_path, "overrides": TINY, "stop": ONE_ITER, "num_samples": 2, "seed": 3}
     with pytest.raises(PresetError, match="already exists"):
-        run("testapp-ppo", storage_path=tmp_path, overrides=TINY, stop=ONE_ITER, num_samples=2, seed=3)
+        run("testapp-ppo", **again)
+    resumed = run("testapp-ppo", **again, resume=True, wandb="disabled")
+    assert resumed["name"] == summary["name"] and resumed["num_errors"] == 0
+    assert [t["metrics"] for t in resumed["trials"]] == [t["metrics"] for t in summary["trials"]]
 
 
 def test_offline_wandb_run_without_api_key(tmp_path, monkeypatch, ray_runtime):
