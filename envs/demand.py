@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from envs import kernels
 from envs.city import NearestStation, move_towards, waypoint_targets
 from envs.scenario import DemandSpec, ScenarioError
 
@@ -79,7 +80,8 @@ class DemandModel:
         hours = (np.arange(self.slots_per_day) * self.spec.slot_seconds) // 3600
         return np.asarray(self.spec.hourly_factors, dtype=np.float64)[hours]
 
-    def _synthetic(self, seed: int) -> np.ndarray:
+    def _synthetic(self, seed: int, compiled: bool | None = None) -> np.ndarray:
+        """One synthetic day; ``compiled`` (default: numba available) picks the kernel or the numpy loop."""
         spec, mob = self.spec, self.spec.mobility
         rng = np.random.default_rng([self.scenario_seed, seed, 11])
         n_hot = len(self.hotspots)
@@ -91,6 +93,8 @@ class DemandModel:
         factor = self.hour_factor()
         noise = rng.uniform(-spec.noise, spec.noise, size=(self.slots_per_day, self.n_cells))
         out = np.empty((self.slots_per_day, self.n_cells), dtype=np.float32)
+        if kernels.ENABLED if compiled is None else compiled:
+            return self._synthetic_compiled(rng, work, home, pos, speed, factor, noise, out)
         for t in range(self.slots_per_day):
             pos, arrived = move_towards(pos, target, speed)
             if arrived.any():
@@ -99,6 +103,27 @@ class DemandModel:
                 anchor = np.where((rng.random(int(arrived.sum())) < p_work)[:, None], work[arrived], home[arrived])
                 target[arrived] = waypoint_targets(rng, anchor, mob.hotspot_sigma_km, self.lo, self.hi)
             present = np.bincount(self.nearest(pos), minlength=self.n_cells)
+            p_active = np.clip(factor[t] * (1.0 + noise[t]), 0.0, 1.0)
+            out[t] = rng.binomial(present, p_active)
+        return out
+
+    def _synthetic_compiled(
+        self, rng: np.random.Generator, work: np.ndarray, home: np.ndarray, pos: np.ndarray, speed: np.ndarray,
+        factor: np.ndarray, noise: np.ndarray, out: np.ndarray,
+    ) -> np.ndarray:  # fmt: skip
+        """The loop of :meth:`_synthetic` with the per-user work compiled: the same draws in the same order."""
+        spec, mob = self.spec, self.spec.mobility
+        target = pos.copy()
+        arrived, present = np.empty(len(pos), dtype=np.int64), np.empty(self.n_cells, dtype=np.int64)
+        near = self.nearest
+        for t in range(self.slots_per_day):
+            n = kernels.move_and_count(pos, target, speed, near.lo, near.scale, near.raster, arrived, present)
+            if n:
+                hour = (t * spec.slot_seconds) // 3600
+                p_work = mob.work_share_by_day if hour in WORK_HOURS else 1.0 - mob.work_share_by_day
+                draw = rng.random(n)
+                shift = rng.normal(0.0, mob.hotspot_sigma_km, size=(n, 2))
+                kernels.retarget(arrived[:n], draw, shift, p_work, work, home, self.lo, self.hi, target)
             p_active = np.clip(factor[t] * (1.0 + noise[t]), 0.0, 1.0)
             out[t] = rng.binomial(present, p_active)
         return out

@@ -392,3 +392,41 @@ def routing_table(order: np.ndarray, slot_service: np.ndarray, n_services: int, 
         bit = ((patterns[None, :] >> local[:, a : a + 1]) & 1).astype(np.uint8) * valid[:, a : a + 1]
         posmask |= (bit << a).astype(np.uint8)
     return (True, posmask, ctz, svc_of, first, counts.astype(np.int64))
+
+
+@njit
+def move_and_count(pos, target, step_km, lo, scale, raster, arrived, counts):
+    """Compiled twin of ``city.move_towards`` (in place) and the nearest-station count per cell.
+
+    Writes the indices of the users that arrived to ``arrived`` and returns how many did.
+    """
+    R0, R1 = raster.shape
+    counts[:] = 0
+    n = 0
+    for i in range(pos.shape[0]):
+        dx = target[i, 0] - pos[i, 0]
+        dy = target[i, 1] - pos[i, 1]
+        dist = math.hypot(dx, dy)
+        done = dist <= step_km[i]
+        frac = 1.0 if done else step_km[i] / max(dist, 1e-12)
+        x = pos[i, 0] + dx * frac
+        y = pos[i, 1] + dy * frac
+        pos[i, 0] = x
+        pos[i, 1] = y
+        if done:
+            arrived[n] = i
+            n += 1
+        gi = min(max(int(np.rint((x - lo[0]) * scale[0])), 0), R0 - 1)
+        gj = min(max(int(np.rint((y - lo[1]) * scale[1])), 0), R1 - 1)
+        counts[raster[gi, gj]] += 1
+    return n
+
+
+@njit
+def retarget(users, draw, noise, p_work, work, home, lo, hi, target):
+    """New waypoints of the arrived ``users``: work anchor if ``draw < p_work`` else home, plus ``noise``, clipped."""
+    for j in range(users.shape[0]):
+        i = users[j]
+        anchor = work[i] if draw[j] < p_work else home[i]
+        for d in range(2):
+            target[i, d] = min(max(anchor[d] + noise[j, d], lo[d]), hi[d])

@@ -62,3 +62,12 @@ def test_dynamics_compiled_equals_numpy(preset: str, preset_world) -> None:
     for key in ("observations", "action_mask"):
         assert oa[key].dtype == ob[key].dtype == np.float32
         np.testing.assert_array_equal(oa[key], ob[key], err_msg=key)
+
+
+@pytest.mark.parametrize("preset", ["reference-city"])
+def test_synthetic_trace_compiled_equals_numpy(preset: str, preset_world) -> None:
+    demand = preset_world(preset).demand
+    fast, ref = demand._synthetic(4, compiled=True), demand._synthetic(4, compiled=False)
+    assert fast.dtype == ref.dtype == np.float32
+    np.testing.assert_array_equal(fast, ref)
+    assert ref.sum() > 0
