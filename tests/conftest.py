@@ -21,6 +21,9 @@ def ray_runtime() -> Iterator[None]:
     if ray.is_initialized():  # started by an earlier fixture: share it, leave its shutdown to its owner
         yield
         return
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False)
+    # address="local": always a fresh runtime, never a cluster someone started with `ray start` on this machine
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False
+    )
     yield
     ray.shutdown()
