@@ -59,6 +59,7 @@ class Dynamics:
         self._node_cpu = np.ascontiguousarray(world.node_cpu, dtype=np.float64)
         self._node_ram = np.ascontiguousarray(world.node_ram, dtype=np.float64)
         r = self.reward_spec
+        self._initial: np.ndarray | None = None
         self._costs = np.array([r.replica_cost, r.change_cost, r.sla_penalty, r.infeasible_penalty], dtype=np.float64)
 
     # -- capacity ---------------------------------------------------------------------------------------
@@ -160,6 +161,11 @@ class Dynamics:
 
     def initial_placement(self) -> np.ndarray:
         """One replica on every slot that still fits, in slot order (deterministic, feasible)."""
+        if self._initial is None:
+            self._initial = self._first_fit()
+        return self._initial.copy()
+
+    def _first_fit(self) -> np.ndarray:
         place = np.zeros(self.w.n_slots, dtype=np.int64)
         cpu, ram = self.w.node_cpu.copy(), self.w.node_ram.copy()
         for k, n in enumerate(self.w.slot_node):

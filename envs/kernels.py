@@ -149,12 +149,13 @@ def _route(
 @njit
 def slot_kernel(
     rep, users, prev, has_prev, rate, mu, order, onet, emu, tbud, mmc, attempts, rho_max, timeout, slot_seconds,
-    cpu, ram, out_lat, out_viol, out_uns, out_svc, out_load, out_req, table,
+    cpu, ram, out_lat, out_viol, out_uns, out_svc, out_load, out_req,
+    use_table, posmask, ctz, svc_of, first_slot, n_slots,
 ):  # fmt: skip
     """One slot for every row: the compiled twin of ``SlotModel.evaluate`` (M/M/c or throttling).
 
-    ``order``, ``onet``, ``emu``, ``tbud``: ``(S * C, A)`` per element and path position; ``table``: the
-    routing lookup of :func:`routing_table`.
+    ``order``, ``onet``, ``emu``, ``tbud``: ``(S * C, A)`` per element and path position; the last six
+    arguments are the routing lookup of :func:`routing_table` (passed flat: tuples dispatch slowly).
     """
     B, K = rep.shape
     S, C = rate.shape[0], users.shape[1]
@@ -173,7 +174,6 @@ def slot_kernel(
     per_rep = np.empty(K)
     delay = np.empty((K, _GRID))
     weight = np.empty((K, _GRID))
-    use_table, posmask, ctz, svc_of, first_slot, n_slots = table
     pattern = np.empty(S, np.int64)
     for b in range(B):
         load = out_load[b]

@@ -114,7 +114,7 @@ class SlotModel:
             self.rate, self.mu, self._order, self._order_net, self._e_mu, self._budget, self.mmc, self.attempts,
             self.rho_max, self.timeout, self.slot_seconds, self.cpu, self.ram,
             res.latency_ms, res.violations, res.unserved, res.service_latency_ms, res.slot_load, res.requests,
-            self._table,
+            *self._table,
         )  # fmt: skip
         return res
 
