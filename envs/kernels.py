@@ -127,12 +127,13 @@ def _route(
             a = ptr[e]
             k = order[e, a]
             t = rem[e] * off[k] if mmc else rem[e]
-            acc[k] += t
-            p = npath[e]
-            pos[e, p] = a
-            take[e, p] = t
-            npath[e] = p + 1
-            rem[e] = rem[e] - t
+            if t > 0.0:  # a path that took nothing adds nothing to any sum: not recorded
+                acc[k] += t
+                p = npath[e]
+                pos[e, p] = a
+                take[e, p] = t
+                npath[e] = p + 1
+                rem[e] = rem[e] - t
             ptr[e] = a + 1
             if rem[e] > 0.0:
                 act[m] = e
