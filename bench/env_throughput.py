@@ -18,6 +18,7 @@ and cached; the loops below draw from the env's default 16 traces, which are gen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import platform
@@ -33,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import envs  # noqa: E402, F401 - registers the ids
+import envs  # noqa: E402 - registers the ids
 from envs.placement_env import PlacementEnv  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -45,6 +46,17 @@ CARTPOLE = ("CartPole-v1", "CartPole-v1")
 NUM_ENVS = {"lwmecps/TestApp4BS-v0": 1024, "lwmecps/ReferenceCity-v0": 256, "lwmecps/LargeCity-v0": 32,
             "CartPole-v1": 1024}  # fmt: skip
 TARGET_SINGLE, TARGET_BATCHED = 25_000, 250_000
+NOTES = (
+    "Where the time goes (ReferenceCity, random actions): the simulator and the MDP pieces run as numba kernels "
+    "(`envs/kernels.py`; the numpy reference path gives the same results to ~1e-14 and is the "
+    "`single raw, numpy path` row). A slot routes S x C = 1,000 service-cell flows; random actions leave about "
+    "40% of the services without a replica after the capacity repair, so most rows use all three M/M/c "
+    "fail-over attempts, and every served flow needs one `exp` for its SLA tail probability. That costs "
+    "~30-40 us of compiled work per env-step, which caps a core at roughly 25-30k env-steps/s batched; the "
+    "single env adds ~40-80 us of Python and numba-dispatch overhead per step (four kernel calls, the info "
+    "dict, the Backend protocol). The targets would need a cheaper slot model (fewer flows or attempts per "
+    "step, a vectorised exp) rather than more tuning of this one."
+)
 
 
 def _warm_traces(env: Any) -> None:
@@ -71,8 +83,10 @@ def _time_loop(step: Callable[[], int], seconds: float) -> tuple[int, float, flo
     return n, time.perf_counter() - w0, time.process_time() - c0
 
 
-def measure_single(gid: str, raw: bool, seconds: float) -> tuple[int, float, float]:
+def measure_single(gid: str, raw: bool, seconds: float, numpy_path: bool = False) -> tuple[int, float, float]:
     env = _single(gid, raw)
+    if numpy_path:  # the numpy reference code instead of the numba kernels (same results)
+        env.dyn.compiled = env.backend.model.compiled = False
     _warm_traces(env)
     horizon = gym.spec(gid).max_episode_steps or 10**9
     env.action_space.seed(0)
@@ -92,13 +106,19 @@ def measure_single(gid: str, raw: bool, seconds: float) -> tuple[int, float, flo
     return _time_loop(run, seconds)
 
 
-def measure_batched(gid: str, seconds: float) -> tuple[int, float, float]:
-    vec = gym.make_vec(gid, num_envs=NUM_ENVS[gid], vectorization_mode="vector_entry_point")
+def _vector(gid: str) -> tuple[Any, list[Any]]:
+    """The vector env of ``gid`` (traces generated), reset, and 8 pre-sampled batched actions."""
+    vec: Any = gym.make_vec(gid, num_envs=NUM_ENVS[gid], vectorization_mode="vector_entry_point")
     for key in getattr(vec, "traces", []):
         vec.world.demand.trace(key)
     vec.action_space.seed(0)
     actions = [vec.action_space.sample() for _ in range(8)]
     vec.reset(seed=0)
+    return vec, actions
+
+
+def measure_batched(gid: str, seconds: float) -> tuple[int, float, float]:
+    vec, actions = _vector(gid)
 
     def run() -> int:
         for a in actions:
@@ -110,12 +130,7 @@ def measure_batched(gid: str, seconds: float) -> tuple[int, float, float]:
 
 def _worker(gid: str, seconds: float, barrier: Any, out: Any) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    vec = gym.make_vec(gid, num_envs=NUM_ENVS[gid], vectorization_mode="vector_entry_point")
-    for key in getattr(vec, "traces", []):
-        vec.world.demand.trace(key)
-    vec.action_space.seed(0)
-    actions = [vec.action_space.sample() for _ in range(8)]
-    vec.reset(seed=0)
+    vec, actions = _vector(gid)
     for a in actions:
         vec.step(a)
     barrier.wait()
@@ -163,6 +178,11 @@ def run(seconds: float) -> tuple[list[dict[str, Any]], float]:
             n, wall, cpu = fn(gid)
             rows.append({"env": name, "gid": gid, "mode": mode, "wall": n / wall, "cpu": n / max(cpu, 1e-9)})
             print(f" {_fmt(n / wall)} steps/s (wall), {_fmt(n / max(cpu, 1e-9))} (CPU)", file=sys.stderr)
+    print(f"[{time.perf_counter() - t0:6.1f}s] ReferenceCity  numpy path   ...", end="", flush=True, file=sys.stderr)
+    n, wall, cpu = measure_single(PRESETS[1][1], True, seconds / 2, numpy_path=True)
+    rows.append({"env": "ReferenceCity", "gid": PRESETS[1][1], "mode": "single raw, numpy path", "wall": n / wall,
+                 "cpu": n / max(cpu, 1e-9)})  # fmt: skip
+    print(f" {_fmt(n / wall)} steps/s (wall)", file=sys.stderr)
     return rows, time.perf_counter() - t0
 
 
@@ -173,7 +193,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        c = cart[r["mode"]]
+        c = cart[r["mode"].split(",")[0]]
         n = NUM_ENVS[r["gid"]] if r["mode"].startswith("batched") else 1
         n_txt = f"{n} x 2" if r["mode"] == "batched 2p" else str(n)
         lines.append(
@@ -201,15 +221,21 @@ def machine() -> str:
     import numba
 
     load = os.getloadavg()
+    cpu = platform.machine()
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
     return (
-        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
         f"numpy {np.__version__}, numba {numba.__version__}, gymnasium {gym.__version__}; "
         f"load average at the end {load[0]:.1f} / {load[1]:.1f} (1 / 5 min)"
     )
 
 
 def write_doc(block: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nEach section is regenerated by its script in `bench/`.\n"
+    header = "# Benchmarks\n\nEach section is regenerated by its script in `bench/`.\n"
+    text = DOC.read_text() if DOC.exists() else header
     section = f"{START}\n{block}\n{END}"
     if START in text and END in text:
         head, rest = text.split(START, 1)
@@ -239,6 +265,7 @@ def main() -> None:
             table(rows),
             "Targets (issue 2):",
             targets(rows),
+            NOTES,
         ]
     )
     print(block)
