@@ -189,6 +189,29 @@ def test_export_reproduces_the_checkpoint_actions(trained, tmp_path):
 
 
 @pytest.mark.ray
+def test_export_acts_without_importing_ray(trained, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from policies.rllib.export import export_checkpoint
+
+    out = export_checkpoint(trained["ckpt"], tmp_path / "export")
+    code = (
+        "import sys, gymnasium as gym, envs\n"
+        "from policies.base import Context\n"
+        "from policies.rllib.policy import RLlibPolicy\n"
+        f"env = gym.make({ENV_ID!r}); env.reset(seed=0)\n"
+        f"print(RLlibPolicy.from_export({str(out)!r}, env).act(Context.from_env(env)).tolist())\n"
+        "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray was imported'\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    action = json.loads(run.stdout)
+    assert len(action) == len(NVEC) and all(0 <= a < n for a, n in zip(action, NVEC, strict=True))
+
+
+@pytest.mark.ray
 def test_masked_module_never_samples_a_masked_action(trained):
     import torch
     from ray.rllib.core.columns import Columns
