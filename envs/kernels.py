@@ -1,9 +1,9 @@
 """Compiled (numba) kernels of the simulator and of the MDP pieces, batched over rows ``b``.
 
-They compute exactly what the numpy reference code in :mod:`envs.sim` and :mod:`envs.dynamics` computes (same
-formulas, same order of operations; sums over many terms may differ in the last bits) and are used when numba
-is installed (``ENABLED``). One difference by design: the M/M/c spill loop stops per row, not per batch, so a
-row's result never depends on the other rows of the batch.
+They compute exactly what the numpy reference code in :mod:`envs.sim`, :mod:`envs.dynamics` and
+:mod:`envs.demand` computes (same formulas, same order of operations; sums over many terms may differ in the
+last bits) and are used when numba is installed (``ENABLED``; ``LWMECPS_NUMBA=0`` forces the numpy path).
+In both paths every row of a batch is independent of the others (the M/M/c spill loop stops per row).
 """
 
 from __future__ import annotations

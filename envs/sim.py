@@ -131,11 +131,12 @@ class SlotModel:
         load = np.zeros((B, K + 1))
         rem = lam
         paths = []
+        live = np.ones((B, 1, 1), dtype=bool)  # rows that still have load to spill (each row stops on its own)
         for attempt in range(self.attempts):
             pos = h.argmax(-1)[..., None]  # (B, S, C, 1)
             ok = np.take_along_axis(h, pos, -1)[..., 0]
             slot = np.where(ok, np.take_along_axis(self.order, pos, -1)[..., 0], K)
-            offer = np.where(ok, rem, 0.0)
+            offer = np.where(ok & live, rem, 0.0)
             idx = (flat + slot).ravel()
             offered = np.bincount(idx, offer.ravel(), minlength=B * (K + 1)).reshape(B, K + 1)
             if self.mmc:
@@ -148,7 +149,8 @@ class SlotModel:
             net = np.take_along_axis(self.order_net, pos, -1)[..., 0]
             paths.append((take, slot, net))
             rem = rem - take
-            if attempt + 1 == self.attempts or not (rem > 1e-9).any():
+            live = (rem > 1e-9).any((1, 2), keepdims=True)
+            if attempt + 1 == self.attempts or not live.any():
                 break
             np.put_along_axis(h, pos, False, -1)
         slot_load = load[:, :K]

@@ -71,3 +71,20 @@ def test_synthetic_trace_compiled_equals_numpy(preset: str, preset_world) -> Non
     assert fast.dtype == ref.dtype == np.float32
     np.testing.assert_array_equal(fast, ref)
     assert ref.sum() > 0
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_rows_of_a_batch_are_independent(compiled: bool, preset_world) -> None:
+    world = preset_world("reference-city")
+    model = SlotModel(world, compiled=compiled)
+    rng = np.random.default_rng(5)
+    trace = world.demand.trace(world.demand.default_key)
+    place = _placements(rng, world, 4)
+    place[1] = Dynamics(world).initial_placement()  # a row with little spill beside sparse ones
+    users = trace[[10, 100, 150, 250]] * 2.0
+    batch = model.evaluate(place, users)
+    assert batch.unserved[0] > 0  # the sparse rows spill
+    for i in range(4):
+        alone = model.evaluate(place[i : i + 1], users[i : i + 1])
+        for key, value in vars(alone).items():
+            np.testing.assert_array_equal(getattr(batch, key)[i], value[0], err_msg=f"row {i} {key}")
