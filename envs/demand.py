@@ -67,13 +67,19 @@ class DemandModel:
     def trace(self, key: int | str) -> np.ndarray:
         """Users per cell per slot, shape ``(slots_per_day, n_cells)``."""
         if key not in self._cache:
-            if self.spec.kind == "profile":
-                known = ", ".join(sorted(str(k) for k in self._cache))
-                raise ScenarioError(f"demand.profiles: unknown profile {key!r} (known: {known})")
-            if not isinstance(key, int | np.integer) or isinstance(key, bool) or key < 0:
-                raise ScenarioError(f"demand: a synthetic trace key must be an int seed >= 0, got {key!r}")
+            self.check_key(key)
             self._cache[key] = self._synthetic(int(key))
         return self._cache[key]
+
+    def check_key(self, key: object) -> None:
+        """Raise :class:`ScenarioError` unless ``key`` names a trace of this demand model."""
+        if key in self._cache:
+            return
+        if self.spec.kind == "profile":
+            known = ", ".join(sorted(str(k) for k in self._cache))
+            raise ScenarioError(f"demand.profiles: unknown profile {key!r} (known: {known})")
+        if not isinstance(key, int | np.integer) or isinstance(key, bool) or key < 0:
+            raise ScenarioError(f"demand: a synthetic trace key must be an int seed >= 0, got {key!r}")
 
     def hour_factor(self) -> np.ndarray:
         """Diurnal factor per slot (piecewise constant per hour, like the upstream generator)."""

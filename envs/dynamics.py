@@ -160,15 +160,21 @@ class Dynamics:
         )
 
     def initial_placement(self) -> np.ndarray:
-        """One replica on every slot that still fits, in slot order (deterministic, feasible)."""
+        """One replica per slot while it fits, round-robin over services (every service's first slot, then
+        every service's second slot, ...), so every service is covered before any gets a second node."""
         if self._initial is None:
-            self._initial = self._first_fit()
+            self._initial = self._round_robin()
         return self._initial.copy()
 
-    def _first_fit(self) -> np.ndarray:
+    def _round_robin(self) -> np.ndarray:
         place = np.zeros(self.w.n_slots, dtype=np.int64)
         cpu, ram = self.w.node_cpu.copy(), self.w.node_ram.copy()
-        for k, n in enumerate(self.w.slot_node):
+        rank = np.zeros(self.w.n_slots, dtype=np.int64)
+        for s in range(self.w.n_services):
+            ks = np.flatnonzero(self.w.slot_service == s)
+            rank[ks] = np.arange(len(ks))
+        for k in np.lexsort((self.w.slot_service, rank)):
+            n = self.w.slot_node[k]
             if cpu[n] >= self.slot_cpu[k] and ram[n] >= self.slot_ram[k]:
                 place[k] = 1
                 cpu[n] -= self.slot_cpu[k]

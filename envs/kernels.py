@@ -247,9 +247,9 @@ def _throttle_slots(b, rep, prev, has_prev, load, slot_seconds, cpu, ram, per_re
         new = rep[b, k]
         if has_prev:
             old = prev[b, k]
-            scale = old / new if new > old else (1.0 if new > 0 else 0.0)
-            c0 *= scale
-            r0 *= scale
+            scale = old / new if new > 0 else 0.0  # see SlotModel._rescale
+            c0 = min(c0 * scale, _CPU_CAP)
+            r0 = min(r0 * scale, _RAM_CAP)
         n = load[k] * slot_seconds / new if new > 0 else 0.0
         per_rep[k] = n
         dw = 0.0

@@ -88,7 +88,7 @@ class PlacementEnv(gym.Env):
         )
         self.traces = list(cfg.get("traces") or default_traces)
         for key in self.traces:
-            demand.trace(key)  # fail fast on an unknown profile
+            demand.check_key(key)  # fail fast on an unknown profile or a bad seed, without generating
         self.start_slot = cfg.get("start_slot")
         backend = cfg.get("backend")
         self.backend: Backend = backend if isinstance(backend, Backend) else SimulatedBackend(self.world)

@@ -79,11 +79,15 @@ class SlotModel:
             self.ram[rows] = 0.0
 
     def _rescale(self, old: np.ndarray, new: np.ndarray) -> None:
-        """Per-replica mean counters after scaling: new pods start idle, removed pods take theirs away."""
-        grow = np.divide(old, new, out=np.zeros(new.shape), where=new > 0)
-        scale = np.where(new > old, grow, (new > 0).astype(np.float64))
-        self.cpu *= scale
-        self.ram *= scale
+        """Per-replica mean counters after scaling.
+
+        Scale-up: new pods start idle, so the mean drops by ``old/new``. Scale-down: Kubernetes deletes the
+        newest (least loaded) pods first, so the load stays with the survivors: the total is conserved and the
+        mean grows by ``old/new`` (capped by the counters' caps). Scaling to 0 clears the state.
+        """
+        scale = np.divide(old, new, out=np.zeros(new.shape), where=new > 0)
+        np.minimum(self.cpu * scale, lat.THROTTLE_CPU_CAP, out=self.cpu)
+        np.minimum(self.ram * scale, lat.THROTTLE_RAM_CAP, out=self.ram)
 
     # -- one slot -----------------------------------------------------------------------------------------
     def evaluate(self, replicas: np.ndarray, users: np.ndarray, previous: np.ndarray | None = None) -> SlotResult:

@@ -68,7 +68,7 @@ def _city(name: str, nodes: int, area: float, services: int, per_service: int, u
                 "cpu_choices": [0.25, 0.5, 1.0],
                 "ram_choices_mib": [256.0, 512.0],
             },
-            "demand": {"kind": "synthetic", "slot_seconds": 300, "base_users": users, "request_rate": 0.5},
+            "demand": {"kind": "synthetic", "slot_seconds": 300, "base_users": users, "request_rate": 2.0},
             "latency": {"model": "mmc", "local_ms": 1.0, "per_hop_ms": 4.0, "propagation_ms_per_km": 0.5},
             "reward": {"replica_cost": 0.05, "change_cost": 0.02, "sla_penalty": 1.0, "infeasible_penalty": 1.0},
             "episode_slots": 48,

@@ -141,3 +141,27 @@ def test_equal_latency_ties_follow_the_scenario_order(make_world, small):
     model = SlotModel(make_world(small))
     res = serve(model, [0, 1, 1, 1], [3, 0, 0, 0])
     assert res.slot_load[0].tolist() == [0.0, 3.0, 0.0, 0.0]  # n2, listed before n1
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_throttling_counters_follow_pods_when_scaling(preset_world, compiled):
+    """Scale-up adds idle pods (mean load drops by old/new); scale-down removes the newest, idle pods first,
+    so the load stays with the survivors: 1 -> 2 -> 1 replicas must not launder the accumulated load."""
+    model = SlotModel(preset_world("testapp-4bs"), compiled=compiled)
+    model.reset_state(1)
+    one, two = np.array([[1, 0, 0, 0]]), np.array([[2, 0, 0, 0]])
+    users = np.array([[40.0, 0.0, 0.0, 0.0]])  # 40 requests per burst on bs1: +140 units per slot
+    for _ in range(3):
+        model.evaluate(one, users, previous=one)
+    loaded = model.cpu[0, 0]
+    assert loaded == pytest.approx(200.0)  # 0 -> 140 -> 180 -> 200 (capped), decay 100 per burst between
+    model.evaluate(two, np.zeros((1, 4)), previous=one)  # decay to 100, split over 2 pods: mean 50, no burst
+    assert model.cpu[0, 0] == pytest.approx(50.0)
+    model.evaluate(one, np.zeros((1, 4)), previous=two)  # decay to 0 ... the idle pod goes, mean doubles
+    assert model.cpu[0, 0] == pytest.approx(0.0)
+    for _ in range(3):
+        model.evaluate(one, users, previous=one)
+    model.evaluate(two, users, previous=one)  # decay 200 -> 100, split: mean 50, burst of 20 per pod: 120
+    assert model.cpu[0, 0] == pytest.approx(120.0)
+    model.evaluate(one, np.zeros((1, 4)), previous=two)  # decay to 20 per pod; both pods' load on the survivor
+    assert model.cpu[0, 0] == pytest.approx(40.0)
