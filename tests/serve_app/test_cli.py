@@ -164,7 +164,9 @@ def test_bad_scenario_file_is_one_line(
         (["plot", "city", "--scenario", "reference-city", "--trace", "x"], "--trace"),
         (["plot", "city", "--scenario", "testapp-4bs", "--placement", "magic"], "--placement"),
         (["frobnicate"], "invalid choice"),
-        (["demo"], "not available yet"),
+        (["demo", "--train-seconds", "0"], "--train-seconds"),
+        (["demo", "--eval-hours", "30"], "--eval-hours"),
+        (["demo", "--seeds", "0"], "--seeds"),
     ],
 )
 def test_bad_input_is_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
