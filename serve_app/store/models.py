@@ -36,8 +36,10 @@ def register_model(
     task_id: str | None = None,
     status: str = "ready",
     info: Mapping[str, Any] | None = None,
+    model_id: str | None = None,
 ) -> dict[str, Any]:
-    """Store a model; ``type`` is the algorithm (``ppo``, ``dqn``, ...), ``info`` any extra metadata fields."""
+    """Store a model; ``type`` is the algorithm (``ppo``, ``dqn``, ...), ``info`` any extra metadata fields;
+    ``model_id`` an id chosen beforehand (training names the artifact directory after it)."""
     check_name(type, "model type")
     check_choice(status, STATUSES, "status")
     extra = dict(info or {})
@@ -55,6 +57,8 @@ def register_model(
         "created_at": t,
         "updated_at": t,
     }
+    if model_id is not None:
+        doc["_id"] = oid(model_id, "model id")
     doc["_id"] = db[COLLECTION].insert_one(doc).inserted_id
     return public(doc)
 
