@@ -52,6 +52,17 @@ def now() -> datetime:
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
+#: nx-27017's SQL fast path stores a top-level ``$set`` of a bool as 1 and of a datetime as a string; an update that
+#: also pulls from an absent field takes its document-level path instead, which keeps BSON types. On MongoDB
+#: ``$pull`` on an absent field is a no-op.
+_KEEP_TYPES = {"$pull": {"_keep_types": None}}
+
+
+def set_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The update document that sets ``fields`` and ``updated_at`` (always use this rather than a bare ``$set``)."""
+    return {"$set": {**fields, "updated_at": now()}, **_KEEP_TYPES}
+
+
 def check_name(name: str, what: str = "collection name") -> str:
     if not NAME_RE.match(name):
         raise ValueError(f"{what} must match [a-z0-9_]{{1,63}}, got {name!r}")

@@ -9,7 +9,18 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.database import Database
 
-from serve_app.store.common import NotFoundError, Page, check_choice, delete_one, get_one, now, oid, page, public
+from serve_app.store.common import (
+    NotFoundError,
+    Page,
+    check_choice,
+    delete_one,
+    get_one,
+    now,
+    oid,
+    page,
+    public,
+    set_fields,
+)
 
 COLLECTION = "deployments"
 STATUSES = ("pending", "running", "failed", "stopped")
@@ -60,7 +71,7 @@ def update_status(db: Database, deployment_id: str | ObjectId, status: str, **fi
     if bad:
         raise ValueError(f"update_status cannot set {', '.join(bad)}")
     key = oid(deployment_id, "deployment id")
-    update = {"$set": {**fields, "status": status, "updated_at": now()}}
+    update = set_fields({**fields, "status": status})
     doc = db[COLLECTION].find_one_and_update({"_id": key}, update, return_document=ReturnDocument.AFTER)
     if doc is None:
         raise NotFoundError(f"deployment {key} not found")

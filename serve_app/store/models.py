@@ -20,6 +20,7 @@ from serve_app.store.common import (
     oid,
     page,
     public,
+    set_fields,
 )
 
 COLLECTION = "models"
@@ -83,7 +84,7 @@ def mark_status(db: Database, model_id: str | ObjectId, status: str) -> dict[str
     check_choice(status, STATUSES, "status")
     key = oid(model_id, "model id")
     doc = db[COLLECTION].find_one_and_update(
-        {"_id": key}, {"$set": {"status": status, "updated_at": now()}}, return_document=ReturnDocument.AFTER
+        {"_id": key}, set_fields({"status": status}), return_document=ReturnDocument.AFTER
     )
     if doc is None:
         raise NotFoundError(f"model {key} not found")

@@ -26,6 +26,7 @@ from serve_app.store.common import (
     oid,
     page,
     public,
+    set_fields,
 )
 
 COLLECTION = "tasks"
@@ -112,7 +113,7 @@ def update_task(db: Database, task_id: str | ObjectId, fields: Mapping[str, Any]
     bad = sorted(MANAGED & set(fields))
     if bad:
         raise ValueError(f"update_task cannot set {', '.join(bad)}")
-    return _update(db, task_id, {}, {"$set": {**fields, "updated_at": now()}})
+    return _update(db, task_id, {}, set_fields(fields))
 
 
 def set_status(db: Database, task_id: str | ObjectId, status: str, **fields: Any) -> dict[str, Any]:
@@ -122,16 +123,15 @@ def set_status(db: Database, task_id: str | ObjectId, status: str, **fields: Any
     if bad:
         raise ValueError(f"set_status cannot set {', '.join(bad)}")
     sources = [s for s, targets in TRANSITIONS.items() if status in targets]
-    update: dict[str, Any] = {**fields, "status": status, "updated_at": now()}
+    update: dict[str, Any] = {**fields, "status": status}
     if status == "completed":
         update.setdefault("progress", 1.0)
-    return _update(db, task_id, {"status": {"$in": sources}}, {"$set": update}, f"-> {status}")
+    return _update(db, task_id, {"status": {"$in": sources}}, set_fields(update), f"-> {status}")
 
 
 def request_cancel(db: Database, task_id: str | ObjectId) -> dict[str, Any]:
     """Flag a pending or running task for cancellation (the job and the reconciler then mark it cancelled)."""
-    update = {"$set": {"cancel_requested": True, "updated_at": now()}}
-    return _update(db, task_id, {"status": {"$in": list(ACTIVE)}}, update, "cancel")
+    return _update(db, task_id, {"status": {"$in": list(ACTIVE)}}, set_fields({"cancel_requested": True}), "cancel")
 
 
 def append_progress(
@@ -147,7 +147,7 @@ def append_progress(
         raise ValueError(f"progress must be within [0, 1], got {progress}")
     values = dict(metrics_values or {})
     point = {"iteration": int(iteration), "progress": float(progress)}
-    update = {"$set": {**point, "latest_metrics": values, "updated_at": now()}}
+    update = set_fields({**point, "latest_metrics": values})
     task = _update(db, task_id, {"status": "running"}, update, "progress")
     metrics.record(db, "training", {**point, **values}, task_id=task["id"])
     return task

@@ -10,7 +10,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from serve_app.security import DUMMY_HASH, MIN_PASSWORD_LENGTH, check_role, hash_password, verify_password
-from serve_app.store.common import ConflictError, NotFoundError, Page, now, page, public
+from serve_app.store.common import ConflictError, NotFoundError, Page, now, page, public, set_fields
 
 COLLECTION = "users"
 HIDDEN = ("password_hash",)
@@ -69,7 +69,7 @@ def list_users(db: Database, *, skip: int = 0, limit: int = 50) -> Page:
 def _set(db: Database, username: str, fields: dict[str, Any]) -> dict[str, Any]:
     doc = db[COLLECTION].find_one_and_update(
         {"username": check_username(username)},
-        {"$set": {**fields, "updated_at": now()}},
+        set_fields(fields),
         return_document=ReturnDocument.AFTER,
     )
     if doc is None:
