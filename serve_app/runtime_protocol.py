@@ -74,6 +74,7 @@ class Runtime(Protocol):
         ...
 
     def status(self) -> dict[str, Any]:
-        """Health of the Ray side for ``/health`` (e.g. ``{"ray": "ok", "serve": "ok"}``); raises
-        :class:`RuntimeUnavailable` when Ray is down."""
+        """Health of the Ray side for ``/health``: ``{"status": "ok" | "degraded", ...details}`` (e.g. ``"ray"``,
+        ``"serve"``); anything but ``"ok"`` makes ``/health`` answer 503. Raises :class:`RuntimeUnavailable` when
+        Ray is down."""
         ...
