@@ -62,21 +62,36 @@ def redact(value: Any, key: str | None = None) -> Any:
     return value
 
 
+def redact_message(record: logging.LogRecord) -> None:
+    """Format the record's message now, from redacted arguments, and redact the result (``args`` become empty)."""
+    if isinstance(record.args, Mapping):
+        record.args = redact(record.args)
+    elif record.args:
+        record.args = tuple(redact(a) for a in record.args)
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):  # a bad format string: keep both parts, still redacted
+        message = f"{record.msg} {record.args}"
+    record.msg, record.args = redact_text(message), ()
+
+
 class RedactFilter(logging.Filter):
     """Rewrites a record in place so no later formatter or handler sees a secret. Never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact_text(record.msg)
-        else:
-            record.msg = redact(record.msg)
-        if isinstance(record.args, Mapping):
-            record.args = redact(record.args)
-        elif record.args:
-            record.args = tuple(redact(a) for a in record.args)
+        redact_message(record)
         for key in set(vars(record)) - _STANDARD:
             setattr(record, key, redact(getattr(record, key), key))
         return True
+
+
+_base_factory = logging.getLogRecordFactory()
+
+
+def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _base_factory(*args, **kwargs)
+    redact_message(record)
+    return record
 
 
 class JsonFormatter(logging.Formatter):
@@ -107,4 +122,7 @@ def configure_logging(level: int | str = "INFO", stream: IO[str] | None = None) 
     handler._lwmecps = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    # handlers installed by others (uvicorn, Ray, pytest) get redacted messages too; ``extra=`` fields are
+    # set after the factory runs, so only our handler's filter redacts those
+    logging.setLogRecordFactory(_redacting_factory)
     return handler
