@@ -264,6 +264,11 @@ def test_models_register_list_mark_delete(db):
     b = models.register_model(db, name="b", type="dqn", artifact_uri="/s/models/b")
     c = models.register_model(db, name="c", type="ppo", artifact_uri="/s/models/c", status="failed")
     assert a["task_id"] == task and a["iters"] == 3 and a["status"] == "ready"
+    chosen = str(ObjectId())
+    assert models.register_model(db, name="d", type="ppo", artifact_uri="/s/d", model_id=chosen)["id"] == chosen
+    assert models.delete_model(db, chosen)["name"] == "d"
+    with pytest.raises(InvalidIdError):
+        models.register_model(db, name="e", type="ppo", artifact_uri="/s/e", model_id="nope")
     assert models.get_model(db, b["id"]) == b
     assert {m["id"] for m in models.list_models(db, type="ppo").items} == {a["id"], c["id"]}
     assert [m["id"] for m in models.list_models(db, type="ppo", status="ready").items] == [a["id"]]
