@@ -46,15 +46,15 @@ def populate(db, settings) -> Path:
     secret = security.encrypt("wandb-key", settings)
     tasks.create_task(db, {"name": "queued", "owner": "ann"}, secrets={"wandb_api_key": secret})
     for name, payload in (("ppo_a", os.urandom(3000)), ("dqn_b", os.urandom(700))):
-        model = models.register_model(
-            db, name=name, type=name.split("_")[0], artifact_uri="", task_id=done["id"], info={"score": 0.5}
-        )
-        root = storage / "models" / model["id"]
+        model_id = str(ObjectId())
+        root = storage / "models" / model_id
         (root / "export").mkdir(parents=True)
         (root / "export" / "policy.pt").write_bytes(payload)
         (root / "checkpoint").mkdir()
         (root / "checkpoint" / "meta.json").write_text(json.dumps({"name": name}))
-        db.models.update_one({"_id": ObjectId(model["id"])}, {"$set": {"artifact_uri": str(root)}})
+        model = models.register_model(
+            db, name=name, type=name.split("_")[0], artifact_uri=str(root), task_id=done["id"], model_id=model_id
+        )
         dep = deployments.create_deployment(db, model_id=model["id"], name=f"dep_{name}")
         metrics.record(db, "predict", {"p50_ms": 1.2}, deployment_id=dep["id"])
     tasks.set_status(db, done["id"], "completed")
