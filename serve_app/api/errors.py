@@ -24,6 +24,7 @@ from serve_app.store import ConflictError, InvalidIdError, InvalidTransitionErro
 log = logging.getLogger("serve_app.api")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 MAX_MESSAGE = 500
+_NAMED = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
 
 
 class ApiError(Exception):
@@ -90,6 +91,9 @@ def validation_message(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str
     msg = rows[0]["msg"]
     if first.get("type") == "missing":
         msg = "field required"
+    named = _NAMED.match(msg)
+    if named and first.get("type") == "value_error":  # a model-level check naming its field: "body.<field>: ..."
+        where, msg = f"{where}.{named.group(1)}" if where else named.group(1), msg[named.end() :]
     return (f"{where}: {msg}" if where else msg), rows
 
 

@@ -78,6 +78,12 @@ def _check_inline_scenario(data: dict[str, Any]) -> None:
     for name, value in sizes.items():
         if value > LIMITS[name]:
             raise InputError(f"scenario: {value} {name.replace('_', ' ')} is over the service's limit {LIMITS[name]}")
+    from envs.world import build_world
+
+    try:  # what the schema lets through but the city builder refuses (e.g. an empty node list)
+        build_world(spec)
+    except BAD_INPUT as err:
+        raise InputError(f"scenario: cannot build this city: {err}") from None
 
 
 def _env(body: TrainingTaskCreate) -> tuple[str, dict[str, Any]]:
@@ -126,12 +132,11 @@ def task_spec(body: TrainingTaskCreate, owner: str, settings: Settings) -> dict[
 
     Slow on a cache miss (imports RLlib once, builds the env): call it from a worker thread.
     """
-    stop = _stop(body)
     common: dict[str, Any] = {
         "name": body.name,
         "owner": owner,
         "hparams": dict(body.hparams),
-        "stop": stop,
+        "stop": None,
         "search_space": {k: v.model_dump() for k, v in body.search_space.items()},
         "num_samples": body.num_samples,
         "seed": body.seed,
@@ -149,6 +154,7 @@ def task_spec(body: TrainingTaskCreate, owner: str, settings: Settings) -> dict[
         if body.preset not in PRESETS:
             raise InputError(f"preset: unknown preset {body.preset!r} (known: {', '.join(PRESETS)})")
         preset = get_preset(body.preset)
+        common["stop"] = _stop(body)
         if key not in _VALIDATED:
             try:
                 preset.config({**body.hparams, **_domains(body)})
@@ -163,6 +169,7 @@ def task_spec(body: TrainingTaskCreate, owner: str, settings: Settings) -> dict[
     if body.algorithm not in ALGORITHMS:
         raise InputError(f"algorithm: unknown algorithm {body.algorithm!r} (known: {', '.join(ALGORITHMS)})")
     env_id, env_config = _env(body)
+    common["stop"] = _stop(body)
     if key not in _VALIDATED:
         try:
             algorithm_config(body.algorithm, env_id, env_config, {**body.hparams, **_domains(body)})
