@@ -145,8 +145,29 @@ class EmbeddedMongo:
         self.host, self.port, self.owned = host, port, False
         return self.uri
 
-    def _spawn(self) -> None:
-        port = _free_port(self.host)
+    def _spawn(self, attempts: int = 3) -> None:
+        """Start the server on a free port; retry on a new port when it exits at once (the port was taken)."""
+        deadline = time.monotonic() + self.startup_timeout_s
+        for attempt in range(1, attempts + 1):
+            proc = self._launch(_free_port(self.host))
+            while not _ping(self.uri, 0.25):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    break
+            else:
+                info = {"host": self.host, "port": self.port, "pid": proc.pid}
+                (self.data_dir / SERVER_FILE).write_text(json.dumps(info))
+                return
+            exited = proc.poll() is not None
+            where = f"nx-27017 on {self.host}:{self.port}, data {self.data_dir}"
+            self.stop()
+            if not exited or attempt == attempts:
+                why = f"exited with status {proc.returncode}" if exited else "did not answer"
+                raise MongoStartError(
+                    f"embedded MongoDB ({where}) {why} within {self.startup_timeout_s:g} s; "
+                    f"log tail: {self._log_tail()}"
+                )
+
+    def _launch(self, port: int) -> subprocess.Popen[bytes]:
         log = open(self.data_dir / LOG_FILE, "ab")  # noqa: SIM115 - the child keeps it open
         cmd = [_server_executable(), "--data-dir", str(self.data_dir), "--host", self.host, "--port", str(port)]
         cmd += ["--log-file", str(self.data_dir / LOG_FILE), "--pid-file", str(self.data_dir / "nx-27017.pid")]
@@ -158,17 +179,7 @@ class EmbeddedMongo:
             log.close()
         self.process, self.port, self.owned = proc, port, True
         _register(self)
-        deadline = time.monotonic() + self.startup_timeout_s
-        while not _ping(self.uri, 0.25):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                why = f"exited with status {proc.returncode}" if proc.poll() is not None else "did not answer"
-                self.stop()
-                raise MongoStartError(
-                    f"embedded MongoDB (nx-27017 on {self.host}:{port}, data {self.data_dir}) {why} within "
-                    f"{self.startup_timeout_s:g} s; log tail: {self._log_tail()}"
-                )
-        info = {"host": self.host, "port": port, "pid": proc.pid}
-        (self.data_dir / SERVER_FILE).write_text(json.dumps(info))
+        return proc
 
     def _log_tail(self) -> str:
         try:

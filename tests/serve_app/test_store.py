@@ -61,6 +61,23 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def servers_on(data_dir: Path) -> list[int]:
+    """Pids of live nx-27017 processes serving ``data_dir``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            any(a.endswith(b"nx-27017") for a in argv[:2])
+            and str(data_dir).encode() in argv
+            and pid_alive(int(proc.name))
+        ):
+            pids.append(int(proc.name))
+    return pids
+
+
 def wait_gone(pid: int, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -360,7 +377,8 @@ def test_embedded_server_stops_and_data_survives_restart(tmp_path):
         client.close()
 
 
-def test_server_dies_with_its_parent(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_server_dies_with_its_parent(tmp_path, sig):
     code = (
         "import sys, time; from serve_app.store.client import EmbeddedMongo; "
         f"m = EmbeddedMongo({str(tmp_path)!r}); m.start(); print(m.pid, flush=True); time.sleep(60)"
@@ -369,11 +387,21 @@ def test_server_dies_with_its_parent(tmp_path):
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
-        assert pid_alive(child)
+        assert servers_on(tmp_path) == [child]
     finally:
-        parent.send_signal(signal.SIGKILL)  # no atexit, no handlers: only PDEATHSIG can stop the child
+        parent.send_signal(sig)  # SIGKILL: no atexit, no handler, only PR_SET_PDEATHSIG stops the child
         parent.wait()
-    assert wait_gone(child), "nx-27017 outlived its killed parent"
+    assert parent.returncode == -sig  # the SIGTERM handler stops the server, then dies of the signal as before
+    assert wait_gone(child), "nx-27017 outlived its parent"
+
+
+def test_start_timeout_is_a_clear_error_and_leaves_no_process(tmp_path):
+    server = EmbeddedMongo(tmp_path, startup_timeout_s=0.0)
+    with pytest.raises(store_client.MongoStartError, match=r"did not answer within 0 s; log tail"):
+        server.start()
+    assert server.process is None and server.port is None
+    assert not (tmp_path / "server.json").exists()
+    assert servers_on(tmp_path) == []
 
 
 def test_get_client_with_uri_starts_nothing(mongo_server, tmp_path):
