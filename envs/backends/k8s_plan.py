@@ -1,0 +1,64 @@
+"""Safety rules of the cluster backend as pure functions: the capacity check and the per-step change bound."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.world import World
+
+
+def node_usage(world: World, placement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CPU cores and MiB of RAM the placement requests on every node."""
+    p = np.asarray(placement, dtype=np.float64)
+    cpu = np.bincount(world.slot_node, p * world.slot_cpu, minlength=world.n_nodes)
+    ram = np.bincount(world.slot_node, p * world.slot_ram, minlength=world.n_nodes)
+    return cpu, ram
+
+
+def over_capacity(world: World, placement: np.ndarray, cpu_cap: np.ndarray, ram_cap: np.ndarray) -> list[str]:
+    """One line per node whose requests would exceed the given capacity (empty when the placement fits)."""
+    cpu, ram = node_usage(world, placement)
+    out = []
+    for n in np.flatnonzero((cpu > cpu_cap + 1e-9) | (ram > ram_cap + 1e-9)):
+        out.append(
+            f"node {world.node_names[n]}: needs {cpu[n]:.3f} CPU / {ram[n]:.0f} MiB, "
+            f"allocatable {cpu_cap[n]:.3f} CPU / {ram_cap[n]:.0f} MiB"
+        )
+    return out
+
+
+def bounded_step(
+    world: World,
+    current: np.ndarray,
+    target: np.ndarray,
+    max_changes: int | None,
+    cpu_cap: np.ndarray,
+    ram_cap: np.ndarray,
+) -> np.ndarray:
+    """The placement to apply this step when at most ``max_changes`` replicas may change.
+
+    Unit changes are taken in a fixed order, scale-downs first (they free capacity), then scale-ups, each group
+    in slot order; a scale-up is taken only if its node stays within capacity at every point. What does not fit
+    in the budget is *deferred*: the backend keeps moving towards the latest target on later steps.
+    ``None`` means no bound (the target itself).
+    """
+    cur = np.asarray(current, dtype=np.int64)
+    tgt = np.asarray(target, dtype=np.int64)
+    if max_changes is None:
+        return tgt.copy()
+    out = cur.copy()
+    budget = int(max_changes)
+    for k in np.flatnonzero(tgt < cur):
+        take = min(budget, int(cur[k] - tgt[k]))
+        out[k] -= take
+        budget -= take
+    cpu, ram = node_usage(world, out)
+    for k in np.flatnonzero(tgt > cur):
+        n = world.slot_node[k]
+        room = min((cpu_cap[n] - cpu[n]) / world.slot_cpu[k], (ram_cap[n] - ram[n]) / world.slot_ram[k])
+        take = max(0, min(budget, int(tgt[k] - cur[k]), int(np.floor(room + 1e-9))))
+        out[k] += take
+        cpu[n] += take * world.slot_cpu[k]
+        ram[n] += take * world.slot_ram[k]
+        budget -= take
+    return out
