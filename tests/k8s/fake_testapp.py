@@ -41,6 +41,7 @@ class FakeTestApp:
     avg_latency_1m: float = 0.0
     calls: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     fail_status: int | None = None
+    on_start: Callable[[], None] | None = None
 
     def stats(self) -> dict[str, Any]:
         exps = {
@@ -66,6 +67,8 @@ class FakeTestApp:
             if q.get("state") not in states:
                 return 400, {"detail": "Invalid state. Use 'start', 'pause' or 'stop'"}
             self.state = states[q["state"]]
+            if q["state"] == "start" and self.on_start is not None:
+                self.on_start()
             return 200, {"_id": self.group_id, "state": self.state}
         if method == "GET" and path == "/api/group_stats":
             return 200, self.stats()
@@ -126,11 +129,16 @@ class SimulatedLoad:
         self.interval = 1.0 / (world.scenario.demand.request_rate * world.mix[0])
         self.ids = [f"exp-{name}" for name in world.node_names]
         server.app.experiments = {i: Experiment(interval_s=self.interval) for i in self.ids}
+        server.app.on_start = self.begin
+
+    def begin(self) -> None:
+        """The group starts: the slot before the first one ran under the placement the cluster runs now."""
+        self.prev = self.running()
 
     def tick(self, window_s: float) -> None:
         """Serve one slot under the placement the cluster runs now (``window_s`` seconds of requests)."""
         place = self.running()
-        prev = place if self.prev is None else self.prev
+        prev = place if self.prev is None else self.prev  # (begin() sets it when the group starts)
         users = self.trace[self.t % len(self.trace)]
         res = self.model.evaluate(place[None], users[None], previous=prev[None])
         self.prev, self.t = place, self.t + 1
