@@ -22,6 +22,7 @@ import numpy as np
 from scipy import stats
 
 from envs import ENV_IDS
+from envs.backends import Backend
 from envs.placement_env import PlacementEnv
 from envs.presets import PRESETS, get_scenario
 from envs.scenario import Scenario
@@ -150,10 +151,18 @@ def held_out_traces(world: World, seeds: Sequence[int]) -> list[int | str]:
 
 
 def rollout(
-    policy: PlacementPolicy, world: World, seed: int, trace: int | str, start_slot: int, steps: int, name: str
+    policy: PlacementPolicy,
+    world: World,
+    seed: int,
+    trace: int | str,
+    start_slot: int,
+    steps: int,
+    name: str,
+    backend: Callable[[World], Backend] | None = None,
 ) -> Rollout:
-    """Run ``policy`` for ``steps`` slots on a fresh env over ``world``; time only ``act``."""
-    env = PlacementEnv(world=world, traces=[trace])
+    """Run ``policy`` for ``steps`` slots on a fresh env over ``world`` (on ``backend(world)`` when given, e.g. a
+    cluster; default the simulator); time only ``act``."""
+    env = PlacementEnv(world=world, traces=[trace], backend=backend(world) if backend is not None else None)
     env.reset(seed=seed, options={"trace": trace, "start_slot": start_slot})
     policy.reset(world, seed)
     nvec = world.slot_max + 1
@@ -199,13 +208,15 @@ def evaluate(
     start_slot: int | str = 0,
     level: float = 0.95,
     progress: Callable[[str], None] | None = None,
+    backend: Callable[[World], Backend] | None = None,
 ) -> EvalResult:
     """Roll every policy out once per seed and aggregate.
 
     ``seeds``: a count ``n`` (seeds ``0..n-1``) or explicit seeds; the issue asks for >= 5, at least 1 is
     required. ``traces``: one demand trace key per seed, cycled (default :func:`held_out_traces`). ``steps``:
     slots per rollout (default a whole day). ``start_slot``: an int, or ``"random"`` for a start slot drawn
-    from the seed (the same for every policy).
+    from the seed (the same for every policy). ``backend``: a factory called once per rollout with the world
+    (e.g. ``lambda w: KubernetesBackend(w, latency, config)`` to evaluate on a cluster); default the simulator.
     """
     if not isinstance(policies, Mapping) or not policies:
         raise ValueError("policies: need a non-empty mapping of name -> PlacementPolicy")
@@ -232,7 +243,7 @@ def evaluate(
         trace = keys[i % len(keys)]
         start = int(np.random.default_rng([seed, 17]).integers(day)) if start_slot == "random" else int(start_slot)
         for name, pol in policies.items():
-            result.rollouts.append(rollout(pol, world, seed, trace, start, steps, name))
+            result.rollouts.append(rollout(pol, world, seed, trace, start, steps, name, backend))
             if progress is not None:
                 m = result.rollouts[-1].metrics
                 progress(f"{name} seed={seed} trace={trace}: reward {m['reward']:.1f}, latency {m['latency_mean']:.2f}")
