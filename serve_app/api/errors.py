@@ -24,6 +24,8 @@ from serve_app.store import ConflictError, InvalidIdError, InvalidTransitionErro
 log = logging.getLogger("serve_app.api")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 MAX_MESSAGE = 500
+#: tags of our discriminated unions that pydantic puts into error locations (dropped: they are not fields)
+_UNION_TAGS = frozenset({"observation", "snapshot"})
 _NAMED = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
 
 
@@ -69,7 +71,7 @@ def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not (part in ("function-after", "function-before") or str(part).startswith(("function-", "tagged-"))):
+        elif not (part in _UNION_TAGS or str(part).startswith(("function-", "tagged-"))):
             out += f".{part}" if out else str(part)
     return out
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from pymongo.database import Database
 from starlette.concurrency import run_in_threadpool
 
@@ -81,5 +82,7 @@ def create_api(settings: Settings, runtime: Runtime, db: Callable[[], Database] 
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(metrics.root)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, obs=obs)  # outermost: times everything, 413/415 included
+    labels = {id(r): API_PREFIX + r.path for m in (auth, users, training, models, deployments, metrics)
+              for r in m.router.routes if isinstance(r, APIRoute)}  # fmt: skip
+    app.add_middleware(RequestMetrics, obs=obs, labels=labels)  # outermost: times everything, 413/415 included
     return app

@@ -3,6 +3,7 @@ the body-size limit (413) and the content-type check (415)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -74,36 +75,41 @@ class BodyLimit:
         await self._limited(scope, receive, send)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count a streamed body; past the limit answer 413 at once and drop whatever the app answers after
+        (FastAPI turns the error raised into its body read into a 400 of its own)."""
         seen = 0
-        started = False
+        started = rejected = False
 
         async def counted_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    if not started and not rejected:
+                        rejected = True
+                        await send_error(send, 413, f"request body too large (limit {self.max_bytes} bytes)")
                     raise _TooLarge
             return message
 
         async def tracked_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
+        with contextlib.suppress(_TooLarge):
             await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
-            if not started:
-                await send_error(send, 413, f"request body too large (limit {self.max_bytes} bytes)")
 
 
 class RequestMetrics:
     """Request latency histogram and count per route template, and a span per request when tracing is on."""
 
-    def __init__(self, app: ASGIApp, obs: Observability):
+    def __init__(self, app: ASGIApp, obs: Observability, labels: dict[int, str]):
         self.app = app
         self.obs = obs
+        self.labels = labels  # id(route) -> its full path template (routes of included routers know only theirs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,7 +128,8 @@ class RequestMetrics:
             try:
                 await self.app(scope, receive, tracked_send)
             finally:
-                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                matched = scope.get("route")
+                route = self.labels.get(id(matched)) or getattr(matched, "path", None) or "unmatched"
                 self.obs.observe_request(scope["method"], route, status, time.perf_counter() - t0)
                 if span is not None:
                     span.set_attribute("http.route", route)
