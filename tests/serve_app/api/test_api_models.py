@@ -58,8 +58,8 @@ def test_deploy_predict_undeploy(api: Api, make_model: MakeModel, dyn: Dynamics)
     # a snapshot: the API builds the env's observation; the fake policy asks for the most each slot's mask allows
     placement = dyn.initial_placement()
     users = [3.0, 0.0, 7.0, 1.0]
-    r = api.client.post(f"/api/v1/deployments/{dep_id}/predict",
-                        json={"slot": 5, "users": users, "placement": placement.tolist()}, headers=operator)  # fmt: skip
+    snapshot = {"slot": 5, "users": users, "placement": placement.tolist()}
+    r = api.client.post(f"/api/v1/deployments/{dep_id}/predict", json=snapshot, headers=operator)
     assert r.status_code == 200, r.text
     obs = dyn.observe(placement[None], np.array([users]), np.array([5]), np.zeros((1, 1)))
     offsets = np.concatenate([[0], np.cumsum(dyn.nvec)[:-1]])
@@ -96,7 +96,8 @@ def test_deploy_predict_undeploy(api: Api, make_model: MakeModel, dyn: Dynamics)
         (lambda b: b.clear() or b.update(slot=99999, users=[1] * 4, placement=[1] * 4), "body.slot: must be < 8640"),
         (lambda b: b.clear() or b.update(slot=0, users=[1] * 4, placement=[9, 1, 1, 1]),
          "body.placement[0]: must be within [0, 4]"),
-        (lambda b: b.clear() or b.update(slot=0, users=[-1, 1, 1, 1], placement=[1] * 4), "body.users[0]: must be >= 0"),
+        (lambda b: b.clear() or b.update(slot=0, users=[-1, 1, 1, 1], placement=[1] * 4),
+         "body.users[0]: must be >= 0"),
         (lambda b: b.clear() or b.update(slot=0, users=[1] * 4), "body.placement: field required"),
     ],
 )  # fmt: skip

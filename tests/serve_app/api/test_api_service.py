@@ -20,8 +20,8 @@ Api = Any  # the conftest's Api
 
 def test_health_ok_and_degraded(api: Api) -> None:
     r = api.client.get("/health")
-    assert r.status_code == 200 and r.json() == {"status": "ok", "database": "ok", "runtime": {"status": "ok",
-                                                                                                "ray": "in-memory"}}  # fmt: skip
+    expected = {"status": "ok", "database": "ok", "runtime": {"status": "ok", "ray": "in-memory"}}
+    assert r.status_code == 200 and r.json() == expected
     api.runtime.down = True
     r = api.client.get("/health")
     assert r.status_code == 503 and r.json()["status"] == "degraded"
