@@ -71,6 +71,12 @@ class JobStore:
             return True
         return bool(task["cancel_requested"])
 
+    def cancel_requested(self, task_id: str) -> bool:
+        try:
+            return bool(task_store.get_task(self.db, task_id)["cancel_requested"])
+        except Exception:  # the database may be going down with the node: not a cancel
+            return False
+
     @staticmethod
     def new_model_id() -> str:
         return str(ObjectId())

@@ -6,7 +6,8 @@ then runs the algorithm loop itself so that every iteration writes the task's pr
 metrics row, and checks the task's ``cancel_requested`` flag. When a stop criterion is reached it saves the
 checkpoint and the framework-neutral export under ``<storage_root>/models/<model_id>/``, registers the model and
 marks the task completed. Any error marks the task failed with one clean line; SIGTERM (``stop_job``) or the
-cancel flag marks it cancelled. Exit status: 0 completed or cancelled, 1 failed, 2 unknown task.
+cancel flag marks it cancelled (a SIGTERM without a cancel request, e.g. the Ray node going down: failed).
+Exit status: 0 completed or cancelled, 1 failed, 2 unknown task.
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ def train(task_id: str) -> int:
         print(f"task {task_id}: completed, model {model_id}", flush=True)
         return 0
     except Cancelled as why:
+        if not store.cancel_requested(task_id):  # stopped without a cancel: Ray or the machine is going down
+            store.fail(task_id, f"the Ray job was stopped ({why}) without a cancel request")
+            return 1
         store.cancelled(task_id, str(why))
         print(f"task {task_id}: cancelled ({why})", flush=True)
         return 0
