@@ -1,10 +1,48 @@
-"""Safety rules of the cluster backend as pure functions: the capacity check and the per-step change bound."""
+"""The cluster backend's settings and its safety rules as pure functions: capacity check, per-step change bound."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
 import numpy as np
 
+from envs.backends.base import Outcome
 from envs.world import World
+
+
+class LatencySource(Protocol):
+    def start(self, world: World) -> None: ...
+    def measure(self, world: World, window_s: float) -> Outcome: ...
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Settings of :class:`~envs.backends.kubernetes.KubernetesBackend` (see docs/kubernetes.md)."""
+
+    namespace: str = "lwmecps"
+    image: str = ""  # container image of new Deployments; required only when one has to be created
+    port: int = 8000
+    readiness_path: str | None = None
+    dry_run: bool = True
+    max_changes_per_step: int | None = 4
+    rollout_timeout_s: float = 120.0
+    poll_interval_s: float = 1.0
+    slot_seconds: float | None = None  # the measured window per step; default: the scenario's slot length
+    node_map: dict[str, str] = field(default_factory=dict)  # world station -> Kubernetes node name
+    request_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", self.namespace):
+            raise ValueError(f"namespace: not a DNS-1123 label: {self.namespace!r}")
+        if self.max_changes_per_step is not None and self.max_changes_per_step < 1:
+            raise ValueError(f"max_changes_per_step: need >= 1 or None, got {self.max_changes_per_step}")
+        for name in ("rollout_timeout_s", "poll_interval_s", "request_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: need > 0, got {getattr(self, name)}")
+        if self.slot_seconds is not None and self.slot_seconds < 0:
+            raise ValueError(f"slot_seconds: need >= 0, got {self.slot_seconds}")
 
 
 def node_usage(world: World, placement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ Everything here works on plain dicts, so the manifests the backend sends are exa
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -16,6 +17,7 @@ SERVICE_LABEL = "lwmecps.io/service"
 NODE_LABEL = "lwmecps.io/node"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
+MIB = 2.0**20
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1)}
@@ -50,6 +52,35 @@ class UnreachableError(ClusterError):
 
 class CapacityError(ClusterError):
     """A placement would exceed the allocatable CPU or memory the cluster reports for a node."""
+
+
+def api_error(what: str, status: int | None, reason: str | None, body: str | None) -> ClusterError:
+    """The one-line error for an API answer ``status`` (0 or None: no answer) to the operation ``what``."""
+    if not status:
+        return UnreachableError(f"kubernetes: {what}: API server unreachable ({reason})")
+    try:
+        message = json.loads(body or "{}").get("message") or reason
+    except (ValueError, AttributeError):
+        message = reason
+    cls = {403: ForbiddenError, 404: NotFoundError, 409: ConflictError}.get(status, ServerError)
+    hint = "; grant the verbs in kuberay/rbac.yaml" if status == 403 else ""
+    return cls(f"kubernetes: {what}: HTTP {status} {reason}: {message}{hint}".replace("\n", " "))
+
+
+def metrics_summary(nodes: dict[str, Any], pods: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """Node and pod usage (cores, MiB) from ``metrics.k8s.io`` NodeMetricsList / PodMetricsList bodies."""
+
+    def usage(items: list[dict[str, Any]]) -> dict[str, float]:
+        us = [i.get("usage", {}) for i in items]
+        return {
+            "cpu": sum(parse_quantity(u.get("cpu", "0")) for u in us),
+            "memory_mib": sum(parse_quantity(u.get("memory", "0")) for u in us) / MIB,
+        }
+
+    return {
+        "nodes": {i["metadata"]["name"]: usage([i]) for i in nodes.get("items", [])},
+        "pods": {i["metadata"]["name"]: usage(i.get("containers", [])) for i in pods.get("items", [])},
+    }
 
 
 def parse_quantity(value: str | int | float) -> float:

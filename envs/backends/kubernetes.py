@@ -10,52 +10,29 @@ the last good placement. API failures raise the one-line errors of :mod:`envs.ba
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from envs.backends.base import Backend, Outcome, Snapshot
-from envs.backends.k8s_plan import bounded_step, node_usage, over_capacity
+from envs.backends.k8s_plan import ClusterConfig, LatencySource, bounded_step, node_usage, over_capacity
 from envs.backends.k8s_resources import (
     MANAGED_BY,
     MANAGER,
+    MIB,
     ClusterError,
     ConflictError,
-    ForbiddenError,
     NotFoundError,
-    ServerError,
     UnreachableError,
+    api_error,
     deployment_manifest,
     deployment_name,
+    metrics_summary,
     parse_quantity,
 )
 from envs.world import World
-
-MIB = 2.0**20
-
-
-class LatencySource(Protocol):
-    def start(self, world: World) -> None: ...
-    def measure(self, world: World, window_s: float) -> Outcome: ...
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    namespace: str = "lwmecps"
-    image: str = "adeptvin1/lwmecps-testapp-server:latest"
-    port: int = 8000
-    readiness_path: str | None = None
-    dry_run: bool = True
-    max_changes_per_step: int | None = 4
-    rollout_timeout_s: float = 120.0
-    poll_interval_s: float = 1.0
-    slot_seconds: float | None = None  # the measured window per step; default: the scenario's slot length
-    node_map: dict[str, str] = field(default_factory=dict)  # world station -> Kubernetes node name
-    request_timeout_s: float = 10.0
 
 
 def _kubernetes() -> tuple[Any, type[Exception]]:
@@ -108,15 +85,7 @@ class KubernetesBackend(Backend):
         try:
             return fn(*args, **kwargs)
         except self._api_error as err:
-            if err.status == 0 or err.status is None:
-                raise UnreachableError(f"kubernetes: {what}: API server unreachable ({err.reason})") from None
-            try:
-                message = json.loads(err.body or "{}").get("message") or err.reason
-            except (ValueError, AttributeError):
-                message = err.reason
-            cls = {403: ForbiddenError, 404: NotFoundError, 409: ConflictError}.get(err.status, ServerError)
-            hint = "; grant the verbs in kuberay/rbac.yaml" if err.status == 403 else ""
-            raise cls(f"kubernetes: {what}: HTTP {err.status} {err.reason}: {message}{hint}") from None
+            raise api_error(what, err.status, err.reason, err.body) from None
         except (OSError, self._transport_error) as err:
             raise UnreachableError(f"kubernetes: {what}: API server unreachable ({type(err).__name__})") from None
 
@@ -190,6 +159,8 @@ class KubernetesBackend(Backend):
         for k in np.flatnonzero(step != self.current):
             name, n = self.names[k], int(w.slot_node[k])
             if name not in self.existing:
+                if not self.cfg.image:
+                    raise ClusterError(f"image: ClusterConfig.image is required to create Deployment {name}")
                 s = int(w.slot_service[k])
                 body = deployment_manifest(
                     namespace=ns, service=w.service_names[s], node=self.nodes[n], image=self.cfg.image,
@@ -275,22 +246,12 @@ class KubernetesBackend(Backend):
             self.cfg.namespace, "pods", label_selector=f"{MANAGED_BY}={MANAGER}",
         )  # fmt: skip
 
-        def usage(item: dict[str, Any]) -> dict[str, float]:
-            u = item.get("usage", {})
-            return {"cpu": parse_quantity(u.get("cpu", "0")), "memory_mib": parse_quantity(u.get("memory", "0")) / MIB}
-
         cpu, ram = node_usage(self.world, self.current)
-        return {
-            "nodes": {i["metadata"]["name"]: usage(i) for i in nodes.get("items", [])},
-            "pods": {
-                i["metadata"]["name"]: {
-                    "cpu": sum(usage(c)["cpu"] for c in i.get("containers", [])),
-                    "memory_mib": sum(usage(c)["memory_mib"] for c in i.get("containers", [])),
-                }
-                for i in pods.get("items", [])
-            },
-            "requested": {n: {"cpu": float(cpu[i]), "memory_mib": float(ram[i])} for i, n in enumerate(self.nodes)},
-        }
+        requested = {n: {"cpu": float(cpu[i]), "memory_mib": float(ram[i])} for i, n in enumerate(self.nodes)}
+        return {**metrics_summary(nodes, pods), "requested": requested}
 
     def close(self) -> None:
         self.api.close()
+
+
+__all__ = ["ClusterConfig", "KubernetesBackend", "LatencySource"]

@@ -23,6 +23,8 @@ from policies.heuristics import OptimizedBalance, StaticK, slot_limits
 
 STEPS, START = 40, 1200
 
+IMAGE = "registry.local/lwmecps/testapp-server:1"
+
 
 class Reactive(PlacementPolicy):
     """Deterministic and latency-driven, so it changes placements often: scale the busiest cell's slot up when
@@ -74,7 +76,9 @@ def test_same_decisions_on_simulator_and_fake_cluster(world, policy, cluster_fac
 
     load = fake_app.SimulatedLoad(world, testapp, running, "A", START)
     latency = TestAppLatency(TestAppClient(testapp.url), "g1", {i: ("testapp", i[4:]) for i in load.ids})
-    cfg = ClusterConfig(dry_run=False, max_changes_per_step=None, rollout_timeout_s=2.0, poll_interval_s=0.01)
+    cfg = ClusterConfig(
+        image=IMAGE, dry_run=False, max_changes_per_step=None, rollout_timeout_s=2.0, poll_interval_s=0.01
+    )
     backend = KubernetesBackend(world, latency, cfg, kubeconfig=kubeconfig, pace=load.tick)
     real = run(PlacementEnv(world=world, traces=["A"], backend=backend), policy)
 
@@ -99,7 +103,7 @@ def test_evaluate_runs_on_a_cluster_backend_with_the_same_report(world, cluster_
 
         load = fake_app.SimulatedLoad(w, testapp, running, "B", START)
         latency = TestAppLatency(TestAppClient(testapp.url), "g1", {i: ("testapp", i[4:]) for i in load.ids})
-        cfg = ClusterConfig(dry_run=False, max_changes_per_step=None, poll_interval_s=0.01)
+        cfg = ClusterConfig(image=IMAGE, dry_run=False, max_changes_per_step=None, poll_interval_s=0.01)
         built.append(KubernetesBackend(w, latency, cfg, kubeconfig=kubeconfig, pace=load.tick))
         return built[-1]
 

@@ -12,6 +12,7 @@ import pytest
 
 from envs.backends.k8s_plan import bounded_step, node_usage
 from envs.backends.k8s_resources import (
+    ClusterError,
     ConflictError,
     ForbiddenError,
     NotFoundError,
@@ -28,6 +29,8 @@ from envs.world import World, build_world
 NODES = {f"bs{i}": ("2", "4Gi") for i in range(1, 5)}
 DEPLOY = "/apis/apps/v1/namespaces/lwmecps/deployments"
 
+IMAGE = "registry.local/lwmecps/testapp-server:1"
+
 
 @pytest.fixture(scope="module")
 def world() -> World:
@@ -37,7 +40,13 @@ def world() -> World:
 def make_backend(world, kubeconfig, testapp, **cfg) -> KubernetesBackend:
     exps = {f"exp-{n}": ("testapp", n) for n in world.node_names}
     latency = TestAppLatency(TestAppClient(testapp.url, timeout_s=2.0), "g1", exps)
-    base = {"dry_run": False, "max_changes_per_step": None, "rollout_timeout_s": 2.0, "poll_interval_s": 0.01}
+    base = {
+        "image": IMAGE,
+        "dry_run": False,
+        "max_changes_per_step": None,
+        "rollout_timeout_s": 2.0,
+        "poll_interval_s": 0.01,
+    }
     return KubernetesBackend(
         world, latency, ClusterConfig(**{**base, **cfg}), kubeconfig=kubeconfig, pace=lambda s: None
     )
@@ -288,3 +297,20 @@ def test_testapp_errors_are_clear(world, fake_app, testapp):
         TestAppClient(f"http://127.0.0.1:{port}", timeout_s=2.0).group_stats("g1")
     with pytest.raises(ValueError, match="unknown station 'bs9'"):
         TestAppLatency(client, "g1", {"e": ("testapp", "bs9")}).start(world)
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [({"namespace": "Bad_NS"}, "namespace"), ({"max_changes_per_step": 0}, "max_changes_per_step"),
+     ({"rollout_timeout_s": 0}, "rollout_timeout_s"), ({"slot_seconds": -1}, "slot_seconds")],
+)  # fmt: skip
+def test_bad_config_names_the_field(kw, field):
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        ClusterConfig(**kw)
+
+
+def test_creating_a_deployment_needs_an_image(world, cluster_factory, testapp):
+    cluster, kubeconfig = cluster_factory(NODES)
+    with pytest.raises(ClusterError, match=r"image: ClusterConfig\.image is required to create Deployment testapp-bs1"):
+        make_backend(world, kubeconfig, testapp, image="").reset("A", 0, np.array([1, 0, 0, 0]))
+    assert cluster.writes() == []

@@ -20,6 +20,8 @@ kv = pytest.importorskip("kubernetes_validate")
 RBAC = Path(__file__).resolve().parents[2] / "kuberay" / "rbac.yaml"
 VERSION = "1.33.0"
 
+IMAGE = "registry.local/lwmecps/testapp-server:1"
+
 
 def validate(obj: dict) -> None:
     kv.validate(obj, VERSION, strict=True)
@@ -61,7 +63,9 @@ def test_bodies_the_backend_sends_validate(cluster_factory, testapp):
     world = build_world(get_scenario("testapp-4bs"))
     cluster, kubeconfig = cluster_factory({n: ("2", "4Gi") for n in world.node_names})
     latency = TestAppLatency(TestAppClient(testapp.url), "g1", {"e": ("testapp", "bs1")})
-    cfg = ClusterConfig(dry_run=False, max_changes_per_step=None, poll_interval_s=0.01, readiness_path="/api/latency")
+    cfg = ClusterConfig(
+        image=IMAGE, dry_run=False, max_changes_per_step=None, poll_interval_s=0.01, readiness_path="/api/latency"
+    )
     backend = KubernetesBackend(world, latency, cfg, kubeconfig=kubeconfig, pace=lambda s: None)
     backend.reset("A", 0, np.array([1, 2, 3, 4]))
     posted = [r.body for r in cluster.writes() if r.method == "POST"]
@@ -107,7 +111,7 @@ def test_rbac_covers_every_call_the_backend_makes(cluster_factory, testapp):
     world = build_world(get_scenario("testapp-4bs"))
     cluster, kubeconfig = cluster_factory({n: ("2", "4Gi") for n in world.node_names})
     latency = TestAppLatency(TestAppClient(testapp.url), "g1", {"e": ("testapp", "bs1")})
-    cfg = ClusterConfig(dry_run=False, max_changes_per_step=None, poll_interval_s=0.01)
+    cfg = ClusterConfig(image=IMAGE, dry_run=False, max_changes_per_step=None, poll_interval_s=0.01)
     backend = KubernetesBackend(world, latency, cfg, kubeconfig=kubeconfig, pace=lambda s: None)
     backend.reset("A", 0, np.array([1, 1, 1, 1]))
     cluster.fail("PATCH", "testapp-bs1", 409)  # the conflict path re-reads with GET
