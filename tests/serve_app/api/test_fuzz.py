@@ -30,7 +30,7 @@ def test_no_server_errors(api: Api, make_model: Callable[..., dict[str, Any]]) -
         @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))  # fmt: skip
         def run(case: Any) -> None:
-            if operation.path in REAL_IDS:
+            if case.operation.path in REAL_IDS:
                 case.path_parameters = {"deployment_id": deployment_id}
             response = case.call(headers=headers)
             statuses[response.status_code] += 1
