@@ -118,6 +118,9 @@ def test_workers_autoscale_between_their_bounds(all_objects, checks):
         assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0", f"{where}: training would land on the head"
         for group in spec["workerGroupSpecs"]:
             assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"], where
+        if obj["kind"] == "RayService":  # the API's training drivers train in-process: they must go to workers
+            (app,) = yaml.safe_load(obj["spec"]["serveConfigV2"])["applications"]
+            assert app["args"]["job_num_cpus"] > 0, where
 
 
 def test_serve_config_validates_and_its_builder_builds_the_app(all_objects, tmp_path, monkeypatch):
