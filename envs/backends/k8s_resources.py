@@ -50,10 +50,6 @@ class UnreachableError(ClusterError):
     """The API server (or the test-app client) could not be reached at all."""
 
 
-class CapacityError(ClusterError):
-    """A placement would exceed the allocatable CPU or memory the cluster reports for a node."""
-
-
 def api_error(what: str, status: int | None, reason: str | None, body: str | None) -> ClusterError:
     """The one-line error for an API answer ``status`` (0 or None: no answer) to the operation ``what``."""
     if not status:
