@@ -16,8 +16,9 @@ from pymongo.database import Database
 
 from serve_app.api.main import create_api
 from serve_app.runtime_protocol import Observation, RuntimeFailure, RuntimeUnavailable
+from serve_app.security import issue_token
 from serve_app.settings import Settings
-from serve_app.store import models
+from serve_app.store import models, users
 
 PASSWORD = "password-for-tests"
 TESTAPP_ENV = "lwmecps/TestApp4BS-v0"
@@ -108,18 +109,13 @@ class Api:
         return str(r.json()["access_token"])
 
     def as_role(self, role: str) -> dict[str, str]:
-        """Authorization headers of a user with ``role`` (created on first use; the admin is the bootstrap one)."""
+        """Authorization headers of a user with ``role`` (created on first use; the admin is the bootstrap one).
+        The token is minted directly (the password flow itself is tested in test_api_auth.py): scrypt is slow."""
         if role not in self._tokens:
-            if role == "admin":
-                self._tokens[role] = self.token(self.admin, self.admin_password)
-            else:
-                r = self.client.post(
-                    "/api/v1/users",
-                    json={"username": f"{role}-user", "password": PASSWORD, "role": role},
-                    headers=self.as_role("admin"),
-                )
-                assert r.status_code == 201, r.text
-                self._tokens[role] = self.token(f"{role}-user", PASSWORD)
+            name = self.admin if role == "admin" else f"{role}-user"
+            if role != "admin":
+                users.create_user(self.db, name, PASSWORD, role)
+            self._tokens[role] = issue_token(name, role, self.settings)
         return {"Authorization": f"Bearer {self._tokens[role]}"}
 
 
