@@ -127,6 +127,7 @@ class PlacementEnv(gym.Env):
         self._placement = placement[0]
         self._service_latency = np.zeros(self.world.n_services)
         snap = self.backend.reset(trace, int(start), self._placement)
+        self._placement = np.asarray(snap.placement, dtype=np.int64)  # a real cluster may not reach it at once
         return self._obs(), {"slot": snap.slot, "trace": trace}
 
     def step(self, action):
@@ -135,8 +136,8 @@ class PlacementEnv(gym.Env):
         placement = placement[0]
         self.backend.apply(placement)
         stable = self.backend.wait_until_stable()
-        if not stable:  # the backend rolled back: the cluster still runs the previous placement
-            placement = prev
+        # what really runs: the backend may have rolled back, deferred part of the change, or (dry run) applied nothing
+        placement = np.asarray(self.backend.snapshot().placement, dtype=np.int64)
         out: Outcome = self.backend.serve_slot()
         comp = self.dyn.reward(
             np.array([out.latency_ms]), np.array([out.violations]), placement[None], prev[None], rejected

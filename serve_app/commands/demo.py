@@ -54,7 +54,9 @@ def _train(seconds: float, out: Path) -> tuple[Path, list[tuple[float, float]]]:
             shown = "-" if ret is None else f"{ret:.1f}"
             print(f"  iter {result['training_iteration']:3d}  steps {steps:8.0f}  return {shown:>8}  "
                   f"elapsed {time.monotonic() - start:5.0f}s", flush=True)  # fmt: skip
-        checkpoint = Path(algo.save(str((out / "checkpoint").resolve())).checkpoint.path)
+        saved = algo.save(str((out / "checkpoint").resolve())).checkpoint
+        assert saved is not None
+        checkpoint = Path(saved.path)
     finally:
         algo.stop()
         ray.shutdown()

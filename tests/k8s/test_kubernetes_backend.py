@@ -314,3 +314,16 @@ def test_creating_a_deployment_needs_an_image(world, cluster_factory, testapp):
     with pytest.raises(ClusterError, match=r"image: ClusterConfig\.image is required to create Deployment testapp-bs1"):
         make_backend(world, kubeconfig, testapp, image="").reset("A", 0, np.array([1, 0, 0, 0]))
     assert cluster.writes() == []
+
+
+def test_env_charges_the_placement_that_really_runs_when_changes_are_deferred(world, cluster_factory, testapp):
+    _, kubeconfig = cluster_factory(NODES)
+    backend = make_backend(world, kubeconfig, testapp, max_changes_per_step=1)
+    env = PlacementEnv(world=world, traces=["A"], backend=backend)
+    obs, _ = env.reset(seed=0, options={"start_slot": 0, "placement": [1, 1, 1, 1]})
+    assert backend.snapshot().placement.tolist() == [1, 0, 0, 0]  # the reset is bounded too
+    assert obs["observations"][8:12].tolist() == [0.25, 0.0, 0.0, 0.0]  # replicas / max in the observation
+    _, _, _, _, info = env.step(np.array([3, 1, 1, 1]))  # asks for +2 on bs1 and +1 elsewhere: +1 this step
+    assert info["placement"].tolist() == [2, 0, 0, 0]
+    assert info["replicas"] == 2 and info["changes"] == 1
+    assert info["reward_components"]["replicas"] == pytest.approx(0.1 * 2)
