@@ -150,9 +150,9 @@ class RewardSpec(_Spec):
 class Scenario(_Spec):
     name: str
     seed: Annotated[int, Field(ge=0)] = 0
-    nodes: list[NodeSpec] | None = None
+    nodes: Annotated[list[NodeSpec], Field(min_length=1)] | None = None
     city: CitySpec | None = None
-    services: list[ServiceSpec] | None = None
+    services: Annotated[list[ServiceSpec], Field(min_length=1)] | None = None
     service_gen: ServicesSpec | None = None
     demand: DemandSpec = DemandSpec()
     latency: LatencySpec = LatencySpec()

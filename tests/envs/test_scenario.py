@@ -94,6 +94,8 @@ BAD: dict[str, tuple[Mutate, str]] = {
     "unknown latency model": (_set("latency", "model", value="mm1"), "scenario.latency.model: Input should be"),
     "nodes and city": (_set("city", value=CITY), "scenario.nodes: give exactly one of 'nodes'"),
     "no services": (lambda d: d.pop("services"), "scenario.services: give exactly one of 'services'"),
+    "empty node list": (_set("nodes", value=[]), "scenario.nodes: List should have at least 1 item"),
+    "empty service list": (_set("services", value=[]), "scenario.services: List should have at least 1 item"),
     "negative seed": (_set("seed", value=-1), "scenario.seed: Input should be greater than or equal to 0"),
     "reversed rate range": (
         lambda d: (d.pop("services"), d.update(service_gen={"n_services": 2, "rate_range": [60, 20]})),
