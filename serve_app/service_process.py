@@ -68,6 +68,7 @@ class ServiceProcess:
         self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir / "service.log"
+        self._log_start = 0
 
     @property
     def base(self) -> str:
@@ -92,6 +93,7 @@ class ServiceProcess:
         ]
         cmd += ["--object-store-mb", "300", *self.extra_args]
         with open(self.log_path, "ab") as log:
+            self._log_start = log.tell()  # a restart appends: look for its announcement after this offset
             self.process = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )
@@ -105,7 +107,9 @@ class ServiceProcess:
 
     def _announced(self) -> bool:
         try:
-            return "lwmecps service running" in self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_start)
+                return b"lwmecps service running" in log.read()
         except OSError:
             return False
 
@@ -116,12 +120,13 @@ class ServiceProcess:
             return "(no log)"
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        """An httpx client logged in as the admin (bearer token)."""
-        client = httpx.Client(base_url=self.base, timeout=60.0, **kwargs)
-        r = client.post("/api/v1/auth/token", data={"username": "admin", "password": self.password})
+        """An httpx client logged in as the admin (bearer token); usable with ``with``."""
+        r = httpx.post(
+            f"{self.base}/api/v1/auth/token", data={"username": "admin", "password": self.password}, timeout=60.0
+        )
         r.raise_for_status()
-        client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
-        return client
+        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        return httpx.Client(base_url=self.base, timeout=60.0, headers=headers, **kwargs)
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """SIGTERM (what Ctrl-C / a supervisor sends), then SIGKILL if it does not end in time."""
