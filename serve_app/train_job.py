@@ -50,9 +50,13 @@ def build_run(task: Mapping[str, Any]) -> Run:
 
     hparams = dict(task.get("hparams") or {})
     seed = int(task.get("seed") or 0)
+    if task.get("search_space") or int(task.get("num_samples") or 1) > 1:
+        raise ValueError("search_space: Tune searches are not run by the training job yet (one configuration only)")
     stop = check_stop(task.get("stop") or {})
     if task.get("preset"):
         spec = get_preset(task["preset"])
+        if spec.param_space():
+            raise ValueError(f"preset: {spec.name} is a Tune search; the training job runs one configuration only")
         config = spec.config(hparams, seed=seed)
         return Run(config, {**spec.stop(), **stop}, spec.algo, spec.env_id, dict(spec.env_config), spec.name)
     from policies.rllib.configs import algorithm_config
