@@ -12,7 +12,7 @@ $(BIN)/lwmecps: pyproject.toml
 
 .PHONY: run test lint bench
 run: $(BIN)/lwmecps
-	$(BIN)/lwmecps demo
+	$(BIN)/lwmecps serve
 
 test: $(BIN)/lwmecps
 	WANDB_MODE=disabled RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest -q
