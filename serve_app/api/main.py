@@ -1,6 +1,6 @@
 """``create_api(settings, runtime) -> FastAPI``: the whole REST API, testable without Ray.
 
-Routers under ``/api/v1`` (auth, users, training, models, deployments, metrics), ``/health``, Prometheus
+Routers under ``/api/v1`` (auth, users, training, models, deployments, metrics, loops), ``/health``, Prometheus
 ``/metrics``, ``/docs`` and ``/openapi.json``; error handlers (:mod:`serve_app.api.errors`); the body-size limit,
 content-type check and request metrics (:mod:`serve_app.api.middleware`). Start-up ensures the indexes and the
 bootstrap admin; shutdown flushes the predict statistics.
@@ -22,7 +22,7 @@ from serve_app.api import errors
 from serve_app.api.deps import UserCache
 from serve_app.api.middleware import BodyLimit, RequestMetrics
 from serve_app.api.observations import EnvShapes
-from serve_app.api.routes import auth, deployments, metrics, models, training, users
+from serve_app.api.routes import auth, deployments, loops, metrics, models, training, users
 from serve_app.observability import Observability
 from serve_app.runtime_protocol import Runtime
 from serve_app.settings import Settings
@@ -78,11 +78,12 @@ def create_api(settings: Settings, runtime: Runtime, db: Callable[[], Database] 
     state.user_cache, state.env_shapes = UserCache(), EnvShapes()
     state.lookups, state.background = deployments.Lookups(), set()
     errors.install(app)
-    for module in (auth, users, training, models, deployments, metrics):
+    for module in (auth, users, training, models, deployments, metrics, loops):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(loops.metrics_router, prefix=API_PREFIX)
     app.include_router(metrics.root)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    labels = {id(r): API_PREFIX + r.path for m in (auth, users, training, models, deployments, metrics)
+    labels = {id(r): API_PREFIX + r.path for m in (auth, users, training, models, deployments, metrics, loops)
               for r in m.router.routes if isinstance(r, APIRoute)}  # fmt: skip
     app.add_middleware(RequestMetrics, obs=obs, labels=labels)  # outermost: times everything, 413/415 included
     return app

@@ -44,6 +44,8 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
     "metrics": [([("timestamp", ASCENDING)], {})],
     "deployments": [([("model_id", ASCENDING)], {})],
     "users": [([("username", ASCENDING)], {"unique": True})],
+    "loops": [([("status", ASCENDING)], {})],
+    "decisions": [([("loop_id", ASCENDING), ("timestamp", ASCENDING)], {})],
 }
 COLLECTIONS = tuple(INDEXES)
 
