@@ -6,27 +6,30 @@ reports: ``owner`` and ``lease_until`` (the runner that holds it; a lease is cla
 two runners never drive the same cluster), ``steps``, per-outcome counters and ``last_decision``. The kubeconfig
 is kept Fernet-encrypted in ``kubeconfig_enc``, which :func:`public` never returns.
 
-Counters are flat fields ``count_<status>`` (nx-27017 stores a dotted ``$inc`` path as a literal key).
+Counters are flat fields ``count_<status>`` (nx-27017 stores a dotted ``$inc`` path as a literal key), and a free
+lease is ``owner: ""`` with ``lease_until`` at the epoch rather than nulls (nx-27017 matches no ``null`` inside
+``$or``); :func:`get_loop` shows both as ``None``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
 
-from serve_app.store.common import NotFoundError, Page, check_choice, get_one, now, oid, page, public, set_fields
+from serve_app.store.common import NotFoundError, Page, check_choice, now, oid, page, public, set_fields
 
 COLLECTION = "loops"
 DECISIONS = "decisions"
 STATUSES = ("running", "stopping", "stopped", "failed", "completed")
 ACTIVE = ("running", "stopping")
 SECRET = "kubeconfig_enc"
+FREE = {"owner": "", "lease_until": datetime(1970, 1, 1, tzinfo=UTC)}
 METRICS = "metrics"  # serve_app.store.metrics.COLLECTION
 
 
@@ -37,20 +40,26 @@ def counter(status: str) -> str:
 
 def _public(doc: Mapping[str, Any]) -> dict[str, Any]:
     out = public(doc, hidden=(SECRET,))
+    if not out.get("owner"):
+        out["owner"] = out["lease_until"] = None
     out["counts"] = {k.removeprefix("count_"): int(v) for k, v in out.items() if k.startswith("count_")}
     return {k: v for k, v in out.items() if not k.startswith("count_")}
 
 
 def create_loop(db: Database, fields: Mapping[str, Any], kubeconfig_enc: str) -> dict[str, Any]:
     t = now()
-    doc = {**fields, SECRET: kubeconfig_enc, "status": "running", "owner": None, "lease_until": None,
+    doc = {**fields, SECRET: kubeconfig_enc, "status": "running", **FREE,
            "steps": 0, "last_decision": None, "error": None, "created_at": t, "updated_at": t}  # fmt: skip
     doc["_id"] = db[COLLECTION].insert_one(doc).inserted_id
     return _public(doc)
 
 
 def get_loop(db: Database, loop_id: str | ObjectId) -> dict[str, Any]:
-    return _public(get_one(db[COLLECTION], loop_id, "loop"))
+    key = oid(loop_id, "loop id")
+    doc = db[COLLECTION].find_one({"_id": key}, {SECRET: 0})
+    if doc is None:
+        raise NotFoundError(f"loop {key} not found")
+    return _public(doc)
 
 
 def get_secret(db: Database, loop_id: str | ObjectId) -> str:
@@ -82,7 +91,7 @@ def claim(db: Database, loop_id: str | ObjectId, owner: str, lease_s: float) -> 
     """Take or renew the lease of an active loop (free, expired or already ours); the loop, or None if another
     runner holds it or it is no longer active."""
     t = now()
-    free = [{"owner": None}, {"owner": owner}, {"lease_until": {"$lt": t}}]
+    free = [{"owner": owner}, {"lease_until": {"$lt": t}}]
     doc = db[COLLECTION].find_one_and_update(
         {"_id": oid(loop_id, "loop id"), "status": {"$in": list(ACTIVE)}, "$or": free},
         set_fields({"owner": owner, "lease_until": t + timedelta(seconds=lease_s)}),
@@ -116,7 +125,7 @@ def active_ids(db: Database) -> list[str]:
 def finish(db: Database, loop_id: str | ObjectId, status: str, owner: str, error: str | None = None) -> None:
     """End an active loop held by ``owner`` (``stopped``, ``failed`` or ``completed``) and release its lease."""
     check_choice(status, ("stopped", "failed", "completed"), "status")
-    fields: dict[str, Any] = {"status": status, "owner": None, "lease_until": None, "stopped_at": now()}
+    fields: dict[str, Any] = {"status": status, **FREE, "stopped_at": now()}
     if error is not None:
         fields["error"] = error
     db[COLLECTION].update_one(
@@ -126,9 +135,7 @@ def finish(db: Database, loop_id: str | ObjectId, status: str, owner: str, error
 
 def release(db: Database, loop_id: str | ObjectId, owner: str) -> None:
     """Give up ``owner``'s lease without changing the loop's status (another runner may take it at once)."""
-    db[COLLECTION].update_one(
-        {"_id": oid(loop_id, "loop id"), "owner": owner}, set_fields({"owner": None, "lease_until": None})
-    )
+    db[COLLECTION].update_one({"_id": oid(loop_id, "loop id"), "owner": owner}, set_fields(FREE))
 
 
 def mark(db: Database, loop_id: str | ObjectId, **fields: Any) -> None:
