@@ -10,7 +10,7 @@ A config file (``serve build`` style)::
 
 Service settings come from the ``LWMECPS_*`` environment of the Ray cluster; ``args.settings`` overrides them (never
 put secrets there: Serve configs are visible in the dashboard). The graph: ``Ingress`` (FastAPI) -> ``PolicyServer``
-(multiplexed exported policies).
+(multiplexed exported policies), plus ``LoopRunner`` (closed loops; the ingress holds its handle).
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class AppArgs(BaseModel):
     job_num_cpus: float = Field(default=0.0, ge=0)
     """CPUs a training job's driver reserves (its algorithm then trains inside the driver)."""
     reconcile: bool = True
+    loops: bool = True
+    """Run the closed-loop runner (``LoopRunner`` deployment, see docs/closed-loop.md)."""
 
     @field_validator("settings")
     @classmethod
@@ -71,4 +73,9 @@ def build_app(args: dict[str, Any]) -> Any:
     ingress = Ingress.options(  # type: ignore[attr-defined]
         num_replicas=opts.ingress_replicas, ray_actor_options=actor
     )
-    return ingress.bind(policy, opts.model_dump())
+    loops = None
+    if opts.loops:
+        from serve_app.deployments.loop import LoopRunner
+
+        loops = LoopRunner.options(ray_actor_options=actor).bind(opts.settings)  # type: ignore[attr-defined]
+    return ingress.bind(policy, opts.model_dump(), loops)

@@ -36,7 +36,7 @@ def job_env(settings: Any, mongodb_uri: str | None) -> dict[str, str]:
 @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=200)
 @serve.ingress()
 class Ingress:
-    def __init__(self, policy: Any, args: dict[str, Any]):
+    def __init__(self, policy: Any, args: dict[str, Any], loops: Any = None):
         from serve_app.api.main import create_api
         from serve_app.app import AppArgs
         from serve_app.runtime import RayRuntime
@@ -56,6 +56,7 @@ class Ingress:
             predict_in_ingress=opts.predict_in_ingress,
         )
         self._api = create_api(settings, self.runtime)
+        self.loops = loops  # the LoopRunner handle: keeps that deployment in the graph (loops go through MongoDB)
         self._reconciler: asyncio.Task | None = None
         if opts.reconcile:
             from serve_app.reconcile import run_periodically
