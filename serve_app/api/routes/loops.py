@@ -29,17 +29,17 @@ LoopStatus = Annotated[str | None, Query(pattern="^(" + "|".join(store.STATUSES)
 
 def _server(kubeconfig: str, context: str | None) -> str:
     """The API server URL the kubeconfig's (given or current) context points at."""
-    cfg = yaml.safe_load(kubeconfig)
-    name = context or cfg.get("current-context")
-    ctx = next((c.get("context") or {} for c in cfg.get("contexts") or [] if c.get("name") == name), None)
-    if ctx is None:
-        raise InputError(f"kubeconfig: no context named {name!r}")
-    cluster = next(
-        (c.get("cluster") or {} for c in cfg.get("clusters") or [] if c.get("name") == ctx.get("cluster")), {}
-    )
-    if not cluster.get("server"):
+    try:
+        cfg = yaml.safe_load(kubeconfig)
+        name = context or cfg.get("current-context")
+        ctx = next((c.get("context") or {} for c in cfg.get("contexts") or [] if c.get("name") == name), None)
+        clusters = {c.get("name"): c.get("cluster") or {} for c in cfg.get("clusters") or []}
+        server = None if ctx is None else clusters.get(ctx.get("cluster"), {}).get("server")
+    except (yaml.YAMLError, AttributeError, TypeError):
+        raise InputError("kubeconfig: not a kubeconfig (contexts and clusters lists expected)") from None
+    if not isinstance(server, str) or not server:
         raise InputError(f"kubeconfig: context {name!r} names no cluster with a server URL")
-    return str(cluster["server"])
+    return server
 
 
 def _scenario(request: Request, body: LoopCreate, model: dict[str, Any]) -> str:
