@@ -78,7 +78,7 @@ def test_backup_then_restore_gives_identical_collections_and_artifacts(db, resto
     new_storage = tmp_path / "restored_storage"
     restore(restored_db, new_storage, tmp_path / "bk", report=quiet)
     original, copy = dump(db), dump(restored_db)
-    assert set(copy) == set(original) == {"deployments", "metrics", "models", "tasks", "users"}
+    assert set(copy) == set(original) == {"decisions", "deployments", "loops", "metrics", "models", "tasks", "users"}
     for model in original["models"]:  # artifact paths follow the files to the new storage root
         model["artifact_uri"] = model["artifact_uri"].replace(str(storage), str(new_storage))
     assert copy == original  # every document, with its ObjectIds, dates, 64-bit ints and nested values
@@ -159,7 +159,7 @@ def test_cli_backup_restore_and_one_line_errors(db, restored_db, settings, tmp_p
 
     env_r = cli_env(settings.model_copy(update={"storage_root": str(tmp_path / "storage_r")}), db.name)
     status, stdout, _ = in_process_cli(["restore", str(tmp_path / "bk"), "--db", restored_db.name], env_r)
-    assert status == 0 and f"restored 5 collections into '{restored_db.name}'" in stdout
+    assert status == 0 and f"restored 7 collections into '{restored_db.name}'" in stdout
     assert tasks.list_tasks(restored_db).total == 2
     assert files(tmp_path / "storage_r") == files(settings.local_storage)
 

@@ -36,6 +36,8 @@ WANTED_KEYS = {
     "metrics": ({"timestamp"}, False),
     "deployments": ({"model_id"}, False),
     "users": ({"username"}, True),
+    "loops": ({"status"}, False),
+    "decisions": ({"loop_id", "timestamp"}, False),
 }
 
 
