@@ -72,7 +72,7 @@ def test_algorithm_with_scenario_preset_and_inline_scenario(api: Api) -> None:
         ({"algorithm": "PPO", "scenario": "testapp-4bs", "env_id": "x/Y-v0", "stop": {"training_iteration": 1}},
          "env_id: unknown env id 'x/Y-v0'"),
         ({"algorithm": "PPO", "scenario": {**TINY, "nodes": []}, "stop": {"training_iteration": 1}},
-         "scenario: cannot build this city"),
+         "scenario.nodes: List should have at least 1 item"),
         ({"algorithm": "PPO", "scenario": {**TINY, "demand": {"kind": "profile", "profiles": {"A": "/etc/passwd"},
           "default_profile": "A"}}, "stop": {"training_iteration": 1}}, "scenario.demand.kind: an inline scenario"),
         ({"algorithm": "PPO", "scenario": {**TINY, "base_dir": "/"}, "stop": {"training_iteration": 1}},
