@@ -37,6 +37,8 @@ class AppArgs(BaseModel):
     policy_replicas: int = Field(default=1, ge=1)
     replica_num_cpus: float = Field(default=0.0, ge=0)
     """CPUs each replica reserves (0: replicas never block training jobs from being scheduled)."""
+    max_replicas_per_node: int | None = Field(default=None, ge=1)
+    """At most this many ingress / policy replicas per Ray node (Serve's option; 1 spreads them over the nodes)."""
     dashboard_address: str | None = None
     """Ray job server address (``http://127.0.0.1:8265``); None: the cluster this replica runs on."""
     job_num_cpus: float = Field(default=0.0, ge=0)
@@ -67,11 +69,12 @@ def build_app(args: dict[str, Any]) -> Any:
     opts = AppArgs.model_validate(args)
     settings = Settings(**opts.settings)
     actor = {"num_cpus": opts.replica_num_cpus}
+    spread = {} if opts.max_replicas_per_node is None else {"max_replicas_per_node": opts.max_replicas_per_node}
     policy = PolicyServer.options(  # type: ignore[attr-defined]
-        num_replicas=opts.policy_replicas, ray_actor_options=actor
+        num_replicas=opts.policy_replicas, ray_actor_options=actor, **spread
     ).bind(settings.storage_root)
     ingress = Ingress.options(  # type: ignore[attr-defined]
-        num_replicas=opts.ingress_replicas, ray_actor_options=actor
+        num_replicas=opts.ingress_replicas, ray_actor_options=actor, **spread
     )
     loops = None
     if opts.loops:

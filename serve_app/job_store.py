@@ -31,6 +31,7 @@ class UnknownTask(LookupError):
 class JobStore:
     db: Database
     storage_root: str
+    data_dir: str = "."
 
     @classmethod
     def open(cls) -> JobStore:
@@ -38,7 +39,11 @@ class JobStore:
         from serve_app.store.client import get_db
 
         settings = get_settings()
-        return cls(get_db(settings), settings.storage_root)
+        return cls(get_db(settings), settings.storage_root, str(settings.data_dir))
+
+    def note(self, task_id: str, **fields: Any) -> None:
+        """Record fields of the task that are not its status (``wandb_run``, ``trials``, ...)."""
+        task_store.update_task(self.db, task_id, fields)
 
     def start(self, task_id: str) -> dict[str, Any] | None:
         """The task, now running; None when it was cancelled or had already ended (nothing to train)."""
@@ -81,7 +86,15 @@ class JobStore:
     def new_model_id() -> str:
         return str(ObjectId())
 
-    def complete(self, task_id: str, model_id: str, run: Run, location: str, metrics: dict[str, Any]) -> None:
+    def complete(
+        self,
+        task_id: str,
+        model_id: str,
+        run: Run,
+        location: str,
+        metrics: dict[str, Any],
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         from serve_app import artifacts
 
         task = task_store.get_task(self.db, task_id)
@@ -94,6 +107,7 @@ class JobStore:
             "checkpoint_uri": f"{location}/{artifacts.CHECKPOINT}",
             "export_uri": f"{location}/{artifacts.EXPORT}",
             "owner": task.get("owner"),
+            **(extra or {}),
         }
         name = str(task.get("name") or f"task-{task_id}")
         model_store.register_model(
