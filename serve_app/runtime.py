@@ -99,7 +99,7 @@ class RayRuntime:
         except Exception as e:
             raise RuntimeFailure(f"{what}: {clean_line(e)}") from None
 
-    def submit_training(self, task: Mapping[str, Any]) -> str:
+    def submit_training(self, task: Mapping[str, Any], secret_env: Mapping[str, str] | None = None) -> str:
         task_id = str(task["id"])
         client = self._jobs()
         deadline = time.monotonic() + SUBMIT_RETRY_S
@@ -111,7 +111,7 @@ class RayRuntime:
                         client.submit_job,
                         entrypoint=job_entrypoint(task_id),
                         submission_id=f"lwmecps-train-{task_id}-{secrets.token_hex(3)}",
-                        runtime_env={"env_vars": self._job_env},
+                        runtime_env={"env_vars": {**self._job_env, **(secret_env or {})}},
                         metadata={"task_id": task_id, "task_name": str(task.get("name") or "")[:100]},
                         entrypoint_num_cpus=self._cpus,
                     )

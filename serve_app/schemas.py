@@ -217,6 +217,8 @@ class TaskPublic(Output):
     ray_job_id: str | None = None
     wandb_run: Any = None
     model_id: str | None = None
+    trials: list[dict[str, Any]] = Field(default_factory=list, description="a search's trials: config, final metrics")
+    best_trial: str | None = None
     error: str | None = None
     cancel_requested: bool = False
     created_at: datetime | None = None

@@ -19,7 +19,13 @@ import httpx
 from serve_app.ray_head import free_port
 
 #: environment of a local test/bench service: no auth on Ray, no usage reporting, no W&B network access
-QUIET_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "WANDB_MODE": "disabled"}
+QUIET_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "WANDB_MODE": "disabled",
+    "LWMECPS_WANDB_MODE": "disabled",  # tasks default to no W&B run (a task may still ask for one)
+    "WANDB_BASE_URL": "http://127.0.0.1:9",  # an offline run must not look up W&B's host
+}
 
 
 #: a PPO task that trains in about a second per iteration (testapp-ppo with a small batch and network)

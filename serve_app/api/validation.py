@@ -22,6 +22,8 @@ from serve_app.settings import Settings
 #: inline scenarios must stay in the size range of the built-in cities (a request must not build a huge world)
 LIMITS = {"nodes": 200, "services": 600, "users": 20_000, "slots_per_day": 1440, "episode_slots": 10_000}
 DEFAULT_ENV_ID = "lwmecps/ReferenceCity-v0"
+#: trials one Tune search may run (grid points x num_samples)
+MAX_TRIALS = 64
 #: exceptions the env and config builders raise on bad input (ScenarioError and PresetError are ValueErrors)
 BAD_INPUT = (ValueError, TypeError, KeyError, IndexError, OverflowError)
 _FIELD = re.compile(r"^(hparams|scenario|env_config|env_id|demand|stop|search_space|traces)\b[\w.\[\]]*: ")
@@ -107,12 +109,20 @@ def _env(body: TrainingTaskCreate) -> tuple[str, dict[str, Any]]:
     return env_id, env_config
 
 
-def _domains(body: TrainingTaskCreate) -> dict[str, Any]:
+def _domains(body: TrainingTaskCreate, preset_space: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The request's search domains; 422 when a name is also fixed, or the search has too many trials."""
+    from serve_app.train_search import trial_count
+
     space = {k: v.model_dump() for k, v in body.search_space.items()}
     overlap = sorted(set(space) & set(body.hparams))
     if overlap:
         raise InputError(f"search_space.{overlap[0]}: also fixed in hparams; give it in one of them")
-    return tune_search_space(space)
+    domains = tune_search_space(space)
+    searched = {k: v for k, v in (preset_space or {}).items() if k not in body.hparams} | domains
+    trials = trial_count(searched, body.num_samples)
+    if trials > MAX_TRIALS:
+        raise InputError(f"search_space: {trials} trials (grid points x num_samples) is over the limit {MAX_TRIALS}")
+    return domains
 
 
 def _stop(body: TrainingTaskCreate) -> dict[str, float]:
@@ -155,9 +165,10 @@ def task_spec(body: TrainingTaskCreate, owner: str, settings: Settings) -> dict[
             raise InputError(f"preset: unknown preset {body.preset!r} (known: {', '.join(PRESETS)})")
         preset = get_preset(body.preset)
         common["stop"] = _stop(body)
+        domains = _domains(body, preset.param_space())
         if key not in _VALIDATED:
             try:
-                preset.config({**body.hparams, **_domains(body)})
+                preset.config({**body.hparams, **domains})
             except BAD_INPUT as err:
                 raise InputError(_named(str(err).removeprefix(f"{preset.name}: "))) from None
             _VALIDATED.add(key)
@@ -170,9 +181,10 @@ def task_spec(body: TrainingTaskCreate, owner: str, settings: Settings) -> dict[
         raise InputError(f"algorithm: unknown algorithm {body.algorithm!r} (known: {', '.join(ALGORITHMS)})")
     env_id, env_config = _env(body)
     common["stop"] = _stop(body)
+    domains = _domains(body)
     if key not in _VALIDATED:
         try:
-            algorithm_config(body.algorithm, env_id, env_config, {**body.hparams, **_domains(body)})
+            algorithm_config(body.algorithm, env_id, env_config, {**body.hparams, **domains})
         except BAD_INPUT as err:
             raise InputError(_named(str(err))) from None
         _VALIDATED.add(key)

@@ -33,12 +33,14 @@ def create_task(
     except InputError:
         obs.training_requests.labels("rejected").inc()
         raise
-    secrets = {}
+    secrets, job_env = {}, {}
     if body.wandb.api_key is not None:
-        secrets["wandb_api_key"] = encrypt(body.wandb.api_key.get_secret_value(), settings)
+        key = body.wandb.api_key.get_secret_value()
+        secrets["wandb_api_key"] = encrypt(key, settings)
+        job_env["WANDB_API_KEY"] = key  # the job's runtime env only (the job drops it unless W&B runs online)
     task = tasks.create_task(db, spec, secrets=secrets)
     try:
-        job_id = runtime.submit_training(task)
+        job_id = runtime.submit_training(task, job_env)
     except (RuntimeUnavailable, RuntimeFailure) as err:
         obs.training_requests.labels("runtime_error").inc()
         tasks.set_status(db, task["id"], "failed", error=f"could not submit the Ray job: {clean(err)}")

@@ -39,11 +39,11 @@ class InMemoryRuntime:
         if self.down:
             raise RuntimeUnavailable("Ray is not reachable at 127.0.0.1:6379")
 
-    def submit_training(self, task: Mapping[str, Any]) -> str:
+    def submit_training(self, task: Mapping[str, Any], secret_env: Mapping[str, str] | None = None) -> str:
         self._check()
         job_id = f"raysubmit_{next(self._ids)}"
         logs = f"\x1b[32mINFO\x1b[0m training task {task['id']}\nline 2\nline 3\n"
-        self.jobs[job_id] = {"task_id": task["id"], "state": "PENDING", "logs": logs}
+        self.jobs[job_id] = {"task_id": task["id"], "state": "PENDING", "logs": logs, "env": dict(secret_env or {})}
         return job_id
 
     def stop_job(self, job_id: str) -> None:

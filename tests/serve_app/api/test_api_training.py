@@ -87,6 +87,9 @@ def test_algorithm_with_scenario_preset_and_inline_scenario(api: Api) -> None:
         ({"preset": "testapp-ppo", "search_space": {"warp": {"type": "choice", "values": [1, 2]}}},
          "hparams.warp: unknown hyperparameter"),
         ({"preset": "testapp-ppo", "wandb": {"mode": "loud"}}, "body.wandb.mode: "),
+        ({"preset": "testapp-ppo-search", "num_samples": 11}, "search_space: 66 trials (grid points x num_samples)"),
+        ({"preset": "testapp-ppo", "num_samples": 9, "search_space": {"lr": {"type": "grid_search", "values": [
+          0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}}}, "search_space: 72 trials (grid points x num_samples) is over"),
         ({"preset": "testapp-ppo", "surprise": True}, "body.surprise: Extra inputs are not permitted"),
     ],
 )  # fmt: skip
@@ -113,6 +116,8 @@ def test_wandb_key_is_write_only_and_encrypted(api: Api) -> None:
     assert KEY not in str({k: v for k, v in raw.items() if k != "secrets"})
     cipher = tasks.get_secret(api.db, task_id, "wandb_api_key")
     assert cipher is not None and KEY not in cipher and decrypt(cipher, api.settings) == KEY
+    (job,) = api.runtime.jobs.values()  # the job gets the key in its runtime environment only
+    assert job["task_id"] == task_id and job["env"] == {"WANDB_API_KEY": KEY}
 
 
 def test_list_filter_and_paginate(api: Api) -> None:
