@@ -39,9 +39,10 @@ class Runtime(Protocol):
     def submit_training(self, task: Mapping[str, Any], secret_env: Mapping[str, str] | None = None) -> str:
         """Submit the Ray job that trains ``task`` (the stored task document; ``task["id"]`` is its id) and return
         the Ray job (submission) id. ``secret_env`` (e.g. ``WANDB_API_KEY``) goes only into the job's runtime
-        environment: never into its entrypoint, metadata or the task. The job itself (``python -m serve_app.train_job --task-id <id>``) reads the
-        task from MongoDB and writes progress, metrics and the model back; the API stores the returned id as the
-        task's ``ray_job_id`` and leaves the task ``pending`` (the job / reconciler moves it on)."""
+        environment: never into its entrypoint, metadata or the task. The job itself (``python -m
+        serve_app.train_job --task-id <id>``) reads the task from MongoDB and writes progress, metrics and the model
+        back; the API stores the returned id as the task's ``ray_job_id`` and leaves the task ``pending`` (the job /
+        reconciler moves it on)."""
         ...
 
     def stop_job(self, job_id: str) -> None:
