@@ -277,11 +277,18 @@ class EvaluateCreate(Input):
 class DeploymentPublic(Output):
     id: str
     model_id: str
+    previous_model_id: str | None = None
     status: str | None = None
     owner: str | None = None
     requests: int = 0
     errors: int = 0
     created_at: datetime | None = None
+
+
+class DeploymentUpdate(Input):
+    """Swap the model a deployment serves (same env spaces); the new model is warmed before the switch."""
+
+    model_id: str = Field(pattern=OBJECT_ID, description="the model to serve from now on (24 hex digits)")
 
 
 class DeploymentAccepted(Output):

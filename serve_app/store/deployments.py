@@ -10,6 +10,7 @@ from pymongo import ReturnDocument
 from pymongo.database import Database
 
 from serve_app.store.common import (
+    InvalidTransitionError,
     NotFoundError,
     Page,
     check_choice,
@@ -75,6 +76,25 @@ def update_status(db: Database, deployment_id: str | ObjectId, status: str, **fi
     doc = db[COLLECTION].find_one_and_update({"_id": key}, update, return_document=ReturnDocument.AFTER)
     if doc is None:
         raise NotFoundError(f"deployment {key} not found")
+    return public(doc)
+
+
+def swap_model(
+    db: Database, deployment_id: str | ObjectId, model_id: str | ObjectId, config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Point a running deployment at another model (with that model's runtime ``config``); the previous model id is
+    kept as ``previous_model_id``. NotFoundError when there is no such deployment, InvalidTransitionError when it is
+    not running (a concurrent undeploy wins)."""
+    key = oid(deployment_id, "deployment id")
+    current = get_deployment(db, key)
+    update = set_fields(
+        {"model_id": str(oid(model_id, "model id")), "config": dict(config), "previous_model_id": current["model_id"]}
+    )
+    doc = db[COLLECTION].find_one_and_update(
+        {"_id": key, "status": "running"}, update, return_document=ReturnDocument.AFTER
+    )
+    if doc is None:
+        raise InvalidTransitionError(f"deployment {key} is {get_deployment(db, key).get('status')}: swap not allowed")
     return public(doc)
 
 

@@ -1,4 +1,5 @@
-"""Deployed policies: list, get, undeploy, predict (one observation or snapshot) and predict_batch.
+"""Deployed policies: list, get, swap the model (``PUT``), undeploy, predict (one observation or snapshot) and
+predict_batch.
 
 Predict is the hot path: the deployment, its model and the model env's shape are cached in the process for
 :data:`LOOKUP_TTL_S` (undeploying through this process drops the entry at once), so a steady stream of predicts
@@ -18,13 +19,14 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from serve_app.api.deps import DbDep, Limit, Operator, RuntimeDep, Skip, Viewer
-from serve_app.api.errors import ConflictState
+from serve_app.api.errors import ConflictState, InputError
 from serve_app.api.observations import EnvShape, from_observation, from_snapshot, placement_of
 from serve_app.observability import Observability
 from serve_app.schemas import (
     OBJECT_ID,
     DeploymentPage,
     DeploymentPublic,
+    DeploymentUpdate,
     ObservationIn,
     PredictBatchCreate,
     PredictBatchPublic,
@@ -86,6 +88,47 @@ def list_deployments(
 @router.get("/{deployment_id}", response_model=DeploymentPublic)
 def get_deployment(deployment_id: DeploymentId, user: Viewer, db: DbDep) -> dict:
     return deployments.get_deployment(db, deployment_id)
+
+
+@router.put("/{deployment_id}", response_model=DeploymentPublic)
+def swap_model(
+    deployment_id: DeploymentId,
+    body: DeploymentUpdate,
+    user: Operator,
+    db: DbDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> dict:
+    """Serve another model under this deployment without failed requests: the new model (same observation and
+    action spaces, else 422) is loaded and warmed where it will serve, then the deployment points at it; requests
+    already under way finish on the old model. 404 unknown deployment or model, 409 not running / not ready."""
+    from serve_app.api.routes.models import DEPLOYABLE
+
+    dep = deployments.get_deployment(db, deployment_id)
+    if dep.get("status") != "running":
+        raise ConflictState(f"deployment {deployment_id} is {dep.get('status')}: only a running one can swap models")
+    new = models.get_model(db, body.model_id)
+    if new["id"] == dep["model_id"]:
+        return dep
+    if new.get("status") not in DEPLOYABLE:
+        raise ConflictState(f"model {new['id']} is {new.get('status')}: only a ready model can be deployed")
+    shapes = request.app.state.env_shapes
+    want, got = _spaces(shapes.get(models.get_model(db, dep["model_id"]))), _spaces(shapes.get(new))
+    if want != got:
+        raise InputError(f"model_id: model {new['id']} acts on {got}, the deployment's model on {want}")
+    config = runtime.deploy(deployment_id, new)  # warm first: a failure leaves the deployment as it was
+    dep = deployments.swap_model(db, deployment_id, new["id"], dict(config or {}))
+    request.app.state.lookups.forget(deployment_id)
+    models.mark_status(db, new["id"], "deployed")
+    old = dep["previous_model_id"]
+    if not deployments.list_deployments(db, model_id=old, status="running", limit=1).total:
+        with contextlib.suppress(LookupError):
+            models.mark_status(db, old, "ready")
+    return dep
+
+
+def _spaces(shape: Any) -> str:
+    return f"observations of {shape.obs_dim} values, action mask {shape.mask_dim}, nvec {shape.nvec.tolist()}"
 
 
 @router.delete("/{deployment_id}", response_model=DeploymentPublic)

@@ -170,3 +170,31 @@ def test_evaluate_runs_the_export(api: Api, make_model: MakeModel) -> None:
     assert r.status_code == 422 and "slots" in r.json()["detail"]
     r = api.client.post(f"/api/v1/models/{make_model()['id']}/evaluate", headers=operator)
     assert r.status_code == 409 and "no exported policy" in r.json()["detail"]
+
+
+def test_swap_model_checks_then_switches(api: Api, make_model: MakeModel, dyn: Dynamics) -> None:
+    old, new = make_model(name="old"), make_model(name="new")
+    dep_id = deploy(api, old["id"])
+    operator, url = api.as_role("operator"), f"/api/v1/deployments/{dep_id}"
+    assert api.client.put(url, json={"model_id": new["id"]}, headers=api.as_role("viewer")).status_code == 403
+    r = api.client.put(url, json={"model_id": "f" * 24}, headers=operator)
+    assert r.status_code == 404 and "model" in r.json()["detail"], r.text
+    r = api.client.put(f"/api/v1/deployments/{'e' * 24}", json={"model_id": new["id"]}, headers=operator)
+    assert r.status_code == 404 and "deployment" in r.json()["detail"], r.text
+    r = api.client.put(url, json={"model_id": "nope"}, headers=operator)
+    assert r.status_code == 422 and r.json()["detail"].startswith("body.model_id"), r.text
+    city = make_model(name="city", info={"env_id": "lwmecps/ReferenceCity-v0"})
+    r = api.client.put(url, json={"model_id": city["id"]}, headers=operator)
+    assert r.status_code == 422 and r.json()["detail"].startswith(f"model_id: model {city['id']} acts on"), r.text
+    assert deployments.get_deployment(api.db, dep_id)["model_id"] == old["id"]  # refused swaps change nothing
+
+    r = api.client.put(url, json={"model_id": new["id"]}, headers=operator)
+    assert r.status_code == 200, r.text
+    assert r.json()["model_id"] == new["id"] and r.json()["previous_model_id"] == old["id"]
+    assert [models.get_model(api.db, m["id"])["status"] for m in (old, new)] == ["ready", "deployed"]
+    snapshot = {"slot": 5, "users": [3.0, 0.0, 7.0, 1.0], "placement": dyn.initial_placement().tolist()}
+    r = api.client.post(f"{url}/predict", json=snapshot, headers=operator)
+    assert r.status_code == 200 and r.json()["model_id"] == new["id"], r.text
+    api.client.delete(url, headers=operator)
+    r = api.client.put(url, json={"model_id": old["id"]}, headers=operator)
+    assert r.status_code == 409 and "stopped" in r.json()["detail"], r.text
