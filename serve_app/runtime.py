@@ -111,7 +111,7 @@ class RayRuntime:
                         client.submit_job,
                         entrypoint=job_entrypoint(task_id),
                         submission_id=f"lwmecps-train-{task_id}-{secrets.token_hex(3)}",
-                        runtime_env={"env_vars": {**self._job_env, **(secret_env or {})}},
+                        runtime_env={"env_vars": {**self._job_env, **_cluster_env(), **(secret_env or {})}},
                         metadata={"task_id": task_id, "task_name": str(task.get("name") or "")[:100]},
                         entrypoint_num_cpus=self._cpus,
                     )
@@ -198,6 +198,15 @@ class RayRuntime:
         if not ray.is_initialized():
             raise RuntimeUnavailable("Ray is not initialised in this process")
         return {"ray": "ok", "predict": "ingress" if self._local else "policy replicas"}
+
+
+def _cluster_env() -> dict[str, str]:
+    """``LWMECPS_RAY_ADDRESS``: this cluster's GCS address for the job's driver. Ray gives a driver the address of
+    the last cluster started on its machine (``/tmp/ray/ray_current_cluster``), which is another one when several
+    Ray clusters share the machine."""
+    import ray
+
+    return {"LWMECPS_RAY_ADDRESS": ray.get_runtime_context().gcs_address} if ray.is_initialized() else {}
 
 
 def _replica_error(e: BaseException) -> Exception:

@@ -173,8 +173,9 @@ def _train_search(task_id: str, run: Run, store: job_store.JobStore, wandb: JobW
 def _init_ray() -> None:
     import ray
 
-    if os.environ.get("RAY_ADDRESS"):  # set inside a Ray job
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    address = os.environ.get("LWMECPS_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS")  # set for/by a Ray job
+    if address:
+        ray.init(address=address, log_to_driver=False)
     else:  # run by hand: a private local runtime
         ray.init(address="local", include_dashboard=False, object_store_memory=256 * 1024**2, log_to_driver=False)
 

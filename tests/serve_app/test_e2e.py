@@ -1,12 +1,15 @@
 """End to end over real HTTP: ``lwmecps serve`` (its own Ray head, Serve, the nx-27017 server) in a child process.
 
 log in -> create a training task -> it is a Ray job -> progress -> completed -> model registered -> deploy ->
-predict a valid placement -> metrics show the task -> undeploy; and cancelling a running task stops its Ray job
-within 30 s and marks it cancelled.
+predict a valid placement -> metrics show the task -> undeploy; cancelling a running (Tune search) task stops its
+Ray job within 30 s and marks it cancelled, and its W&B key travels only in the job's runtime env; swapping a
+deployment's model while predicts keep coming fails none of them.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 ENV_ID = "lwmecps/TestApp4BS-v0"
 NVEC = (5, 5, 5, 5)
+WANDB_KEY = "fake-wandb-key-e2e-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -110,17 +114,75 @@ def test_train_deploy_predict_undeploy(service: ServiceProcess, api: httpx.Clien
     assert r.status_code in (404, 409), r.text
 
 
-def test_cancel_stops_the_ray_job_within_30s(service: ServiceProcess, api: httpx.Client) -> None:
-    r = api.post("/api/v1/training", json=tiny_task("cancel-me", iterations=100_000))
+def test_cancel_stops_a_search_job_within_30s(service: ServiceProcess, api: httpx.Client) -> None:
+    """A 2-trial Tune search with W&B offline and a per-task W&B key: the key is in the job's runtime env only;
+    cancelling stops the job (both trials) within 30 s."""
+    body = {**tiny_task("cancel-me", iterations=100_000), "num_samples": 2}
+    body["wandb"] = {"mode": "offline", "api_key": WANDB_KEY}
+    r = api.post("/api/v1/training", json=body)
     assert r.status_code == 202, r.text
     task_id = r.json()["id"]
     wait_until(lambda: _task(api, task_id)["iteration"] >= 1, 180, "first iteration", period_s=1)
-    job_id = _task(api, task_id)["ray_job_id"]
+    task = _task(api, task_id)
+    job_id = task["ray_job_id"]
+    jobs = _jobs(service)
+    info = jobs.get_job_info(job_id)
+    assert info.runtime_env["env_vars"]["WANDB_API_KEY"] == WANDB_KEY
+    assert WANDB_KEY not in info.entrypoint and WANDB_KEY not in str(info.metadata)
+    assert task["wandb_run"]["mode"] == "offline" and 0 < task["progress"] < 1
 
     r = api.post(f"/api/v1/training/{task_id}/cancel")
     assert r.status_code == 202, r.text
-    jobs = _jobs(service)
     wait_until(lambda: jobs.get_job_status(job_id).is_terminal(), 30, "Ray job stopped")
     task = wait_until(lambda: (t := _task(api, task_id))["status"] in TERMINAL and t, 30, "task ended")
     assert task["status"] == "cancelled"
     assert str(jobs.get_job_status(job_id)) == "STOPPED"
+    assert WANDB_KEY not in jobs.get_job_logs(job_id) and WANDB_KEY not in str(task)
+
+
+def _ready_models(api: httpx.Client, n: int) -> list[dict[str, Any]]:
+    """``n`` ready models of the testapp env (trains tiny ones when this module has not made enough yet)."""
+    while len(ready := api.get("/api/v1/models", params={"status": "ready"}).json()["items"]) < n:
+        task_id = api.post("/api/v1/training", json=tiny_task("another", iterations=1)).json()["id"]
+        task = wait_until(lambda i=task_id: (t := _task(api, i))["status"] in TERMINAL and t, 180, "task end", 1)
+        assert task["status"] == "completed", task
+    return ready[:n]
+
+
+def test_swap_model_without_failed_requests(service: ServiceProcess, api: httpx.Client) -> None:
+    old, new = _ready_models(api, 2)
+    r = api.post(f"/api/v1/models/{old['id']}/deploy")
+    assert r.status_code == 201, r.text
+    dep_id = r.json()["deployment_id"]
+    obs = _observations(1)[0]
+    body = {"observations": obs["observations"].tolist(), "action_mask": obs["action_mask"].tolist()}
+    answers: list[tuple[float, int, str | None]] = []  # (start time, status, model that answered)
+    stop = threading.Event()
+
+    def fire() -> None:
+        with service.client() as client:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    r = client.post(f"/api/v1/deployments/{dep_id}/predict", json=body)
+                    answers.append((t0, r.status_code, r.json().get("model_id")))
+                except httpx.HTTPError as e:
+                    answers.append((t0, 0, repr(e)))
+
+    thread = threading.Thread(target=fire)
+    thread.start()
+    try:
+        wait_until(lambda: len(answers) >= 10, 30, "predicts before the swap", period_s=0.1)
+        r = api.put(f"/api/v1/deployments/{dep_id}", json={"model_id": new["id"]})
+        swapped = time.monotonic()
+        wait_until(lambda: sum(t > swapped for t, _, _ in answers) >= 10, 30, "predicts after the swap", 0.1)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert r.status_code == 200 and r.json()["model_id"] == new["id"], r.text
+    failed = [a for a in answers if a[1] != 200]
+    assert not failed, failed[:5]
+    assert {m for t, _, m in answers if t > swapped} == {new["id"]}
+    assert answers[0][2] == old["id"]
+    r = api.delete(f"/api/v1/deployments/{dep_id}")
+    assert r.status_code in (200, 204), r.text
