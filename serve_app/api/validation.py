@@ -2,14 +2,16 @@
 
 The preset or algorithm, the scenario, the stop criteria, the hyperparameters and the search space are validated by
 building the RLlib config the job will build (:func:`policies.rllib.configs.algorithm_config`, directly or through
-the preset): that builds the env once and checks every hyperparameter name and type, without starting Ray. Results
-are cached per request content, so resubmitting the same configuration costs nothing. Every problem is an
+the preset): that builds the env once and checks every hyperparameter name and type, without starting Ray; RLlib's
+cross-field checks (``AlgorithmConfig.validate``) run on one point of the search space. Results are cached per
+request content, so resubmitting the same configuration costs nothing. Every problem is an
 :class:`~serve_app.api.errors.InputError` (422) with one line naming the field.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -125,6 +127,20 @@ def _domains(body: TrainingTaskCreate, preset_space: dict[str, Any] | None = Non
     return domains
 
 
+def _one_point(domains: dict[str, Any]) -> dict[str, Any]:
+    """One point of a search space (a grid's first value, a sample of any other domain): RLlib's own cross-field
+    checks (``AlgorithmConfig.validate``) need concrete values."""
+    from ray.tune.search.sample import Domain
+
+    point: dict[str, Any] = {}
+    for name, domain in domains.items():
+        if isinstance(domain, dict) and set(domain) == {"grid_search"}:
+            point[name] = domain["grid_search"][0]
+        else:
+            point[name] = domain.sample() if isinstance(domain, Domain) else domain
+    return point
+
+
 def _stop(body: TrainingTaskCreate) -> dict[str, float]:
     from tune_configs.preset import check_stop
 
@@ -142,6 +158,9 @@ def task_spec(body: TrainingTaskCreate, owner: str, settings: Settings) -> dict[
 
     Slow on a cache miss (imports RLlib once, builds the env): call it from a worker thread.
     """
+    mode = body.wandb.mode or settings.wandb_mode
+    if mode == "online" and body.wandb.api_key is None and not os.environ.get("WANDB_API_KEY"):
+        raise InputError("wandb.api_key: online mode needs an API key (in the task, or WANDB_API_KEY on the cluster)")
     common: dict[str, Any] = {
         "name": body.name,
         "owner": owner,
@@ -151,7 +170,7 @@ def task_spec(body: TrainingTaskCreate, owner: str, settings: Settings) -> dict[
         "num_samples": body.num_samples,
         "seed": body.seed,
         "wandb": {
-            "mode": body.wandb.mode or settings.wandb_mode,
+            "mode": mode,
             "project": body.wandb.project,
             "has_api_key": body.wandb.api_key is not None,
         },
@@ -165,10 +184,12 @@ def task_spec(body: TrainingTaskCreate, owner: str, settings: Settings) -> dict[
             raise InputError(f"preset: unknown preset {body.preset!r} (known: {', '.join(PRESETS)})")
         preset = get_preset(body.preset)
         common["stop"] = _stop(body)
-        domains = _domains(body, preset.param_space())
+        space = preset.param_space()
+        domains = _domains(body, space)
         if key not in _VALIDATED:
             try:
                 preset.config({**body.hparams, **domains})
+                preset.config({**_one_point(space), **body.hparams, **_one_point(domains)}).validate()
             except BAD_INPUT as err:
                 raise InputError(_named(str(err).removeprefix(f"{preset.name}: "))) from None
             _VALIDATED.add(key)
@@ -185,6 +206,7 @@ def task_spec(body: TrainingTaskCreate, owner: str, settings: Settings) -> dict[
     if key not in _VALIDATED:
         try:
             algorithm_config(body.algorithm, env_id, env_config, {**body.hparams, **domains})
+            algorithm_config(body.algorithm, env_id, env_config, {**body.hparams, **_one_point(domains)}).validate()
         except BAD_INPUT as err:
             raise InputError(_named(str(err))) from None
         _VALIDATED.add(key)

@@ -87,6 +87,10 @@ def test_algorithm_with_scenario_preset_and_inline_scenario(api: Api) -> None:
         ({"preset": "testapp-ppo", "search_space": {"warp": {"type": "choice", "values": [1, 2]}}},
          "hparams.warp: unknown hyperparameter"),
         ({"preset": "testapp-ppo", "wandb": {"mode": "loud"}}, "body.wandb.mode: "),
+        ({"preset": "testapp-ppo", "hparams": {"train_batch_size": 100}}, "hparams: `minibatch_size` (500) must be <="),
+        ({"preset": "testapp-ppo", "search_space": {"minibatch_size": {"type": "grid_search", "values": [8000, 50]}}},
+         "hparams: `minibatch_size` (8000) must be <="),
+        ({"preset": "testapp-ppo", "wandb": {"mode": "online"}}, "wandb.api_key: online mode needs an API key"),
         ({"preset": "testapp-ppo-search", "num_samples": 11}, "search_space: 66 trials (grid points x num_samples)"),
         ({"preset": "testapp-ppo", "num_samples": 9, "search_space": {"lr": {"type": "grid_search", "values": [
           0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}}}, "search_space: 72 trials (grid points x num_samples) is over"),
