@@ -12,6 +12,7 @@ W&B starts, so it is never written into the run directory. The offline run lives
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -36,6 +37,7 @@ class JobWandb:
     def __init__(self, run: Any, mode: str):
         self._run = run
         self.mode = mode
+        self._broken = False
 
     @classmethod
     def start(cls, task_id: str, task: Mapping[str, Any], data_dir: str | os.PathLike) -> JobWandb | None:
@@ -72,7 +74,15 @@ class JobWandb:
         return info
 
     def log(self, values: Mapping[str, Any], step: int) -> None:
-        self._run.log({k: v for k, v in values.items() if v is not None}, step=step)
+        """Log one step; a broken W&B run (its service process gone, e.g. with the job's process group on
+        ``stop_job``) stops the logging, never the training."""
+        if self._broken:
+            return
+        try:
+            self._run.log({k: v for k, v in values.items() if v is not None}, step=step)
+        except Exception as e:
+            self._broken = True
+            print(f"W&B logging stopped: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 
     def finish(self, ok: bool) -> None:
         self._run.finish(exit_code=0 if ok else 1)

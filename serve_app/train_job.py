@@ -217,7 +217,9 @@ def train(task_id: str) -> int:
         return 0
     except Exception as e:  # the task must end failed with one readable line, whatever went wrong
         _finish(wandb, ok=False)
-        line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        from serve_app.runtime import clean_line
+
+        line = clean_line(e)
         store.fail(task_id, f"{type(e).__name__}: {line}"[:500])
         print(f"task {task_id}: failed: {line}", file=sys.stderr, flush=True)
         raise

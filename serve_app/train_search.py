@@ -141,10 +141,16 @@ def run_search(state: SearchState, storage_root: str) -> tuple[Any, dict[str, An
         verbose=0,
         checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True, num_to_keep=1),
     )
-    results = tune.Tuner(algo_class, param_space=param_space(run), run_config=run_config).fit()
-    if state.halt is not None:
-        from serve_app.train_job import Cancelled
+    from serve_app.train_job import Cancelled
 
+    try:
+        results = tune.Tuner(algo_class, param_space=param_space(run), run_config=run_config).fit()
+    except Exception:
+        if state.halt is None:
+            raise
+        # stopping tore something down (e.g. SIGTERM to the job's whole process group): still a stop
+        raise Cancelled(state.halt) from None
+    if state.halt is not None:
         raise Cancelled(state.halt)
     summary = summarize(results, [*run.searched, *(["seed"] if run.num_samples > 1 else [])])
     rows = [_trial_row(t) for t in summary["trials"]]
