@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from serve_app.train_job import Run
 
 
+class Cancelled(Exception):
+    """The task was cancelled (flag in the task, or SIGTERM from ``stop_job``). Defined here, not in
+    ``serve_app.train_job``: that module runs as ``__main__``, so a class of it imported by name elsewhere would be
+    a second, different class."""
+
+
 class UnknownTask(LookupError):
     """The job was started for a task id that is not in the database."""
 

@@ -29,13 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from serve_app import job_store
+from serve_app.job_store import Cancelled
 from serve_app.job_wandb import JobWandb
 
 RETURN = "env_runners/episode_return_mean"
-
-
-class Cancelled(Exception):
-    """The task was cancelled (flag in the task, or SIGTERM from ``stop_job``)."""
 
 
 @dataclass

@@ -141,7 +141,7 @@ def run_search(state: SearchState, storage_root: str) -> tuple[Any, dict[str, An
         verbose=0,
         checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True, num_to_keep=1),
     )
-    from serve_app.train_job import Cancelled
+    from serve_app.job_store import Cancelled
 
     try:
         results = tune.Tuner(algo_class, param_space=param_space(run), run_config=run_config).fit()
