@@ -43,16 +43,19 @@ LOOKUP_TTL_S = 2.0
 
 
 class Lookups:
-    """deployment id -> (deployment, model, env shape) for a couple of seconds."""
+    """deployment id -> (deployment, model, env shape) for a couple of seconds. A lookup that read the database
+    before a :meth:`forget` (a swap or undeploy) does not put its stale row back."""
 
     def __init__(self) -> None:
         self._rows: dict[str, tuple[float, dict[str, Any], dict[str, Any], EnvShape]] = {}
         self._lock = threading.Lock()
+        self._forgotten = 0  # bumped by every forget
 
     def get(self, request: Request, deployment_id: str) -> tuple[dict[str, Any], dict[str, Any], EnvShape]:
         now = time.monotonic()
         with self._lock:
             hit = self._rows.get(deployment_id)
+            generation = self._forgotten
         if hit is not None and hit[0] > now:
             return hit[1], hit[2], hit[3]
         db = request.app.state.db()
@@ -64,11 +67,13 @@ class Lookups:
         with self._lock:
             if len(self._rows) > 1000:
                 self._rows.clear()
-            self._rows[deployment_id] = (now + LOOKUP_TTL_S, dep, model, shape)
+            if generation == self._forgotten:
+                self._rows[deployment_id] = (now + LOOKUP_TTL_S, dep, model, shape)
         return dep, model, shape
 
     def forget(self, deployment_id: str) -> None:
         with self._lock:
+            self._forgotten += 1
             self._rows.pop(deployment_id, None)
 
 
