@@ -18,7 +18,7 @@ from envs.scenario import ScenarioError
 from serve_app.commands import UsageError
 
 #: Subcommand modules under ``serve_app.commands``, in the order ``lwmecps --help`` lists them.
-COMMANDS: tuple[str, ...] = ("scenario", "plot", "demo", "serve", "backup")
+COMMANDS: tuple[str, ...] = ("scenario", "plot", "evaluate", "demo", "serve", "backup")
 
 EXIT_USAGE = 2
 
