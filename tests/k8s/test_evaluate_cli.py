@@ -28,8 +28,25 @@ def test_evaluate_on_a_cluster_reuses_the_cli(cluster_factory, testapp, tmp_path
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "out"
-    argv = ["evaluate", "--scenario", "testapp-4bs", "--policy", "static-2", "--policy", "optimized-balance",
-            "--seeds", "1", "--hours", "0.01", "--start-hour", "21", "--cluster", str(path), "--out", str(out)]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--scenario",
+        "testapp-4bs",
+        "--policy",
+        "static-2",
+        "--policy",
+        "optimized-balance",
+        "--seeds",
+        "1",
+        "--hours",
+        "0.01",
+        "--start-hour",
+        "21",
+        "--cluster",
+        str(path),
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     result = json.loads((out / "results.json").read_text())
     names = {r["policy"] for r in result["rollouts"]}

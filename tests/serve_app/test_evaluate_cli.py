@@ -14,8 +14,25 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def test_evaluate_mix_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "ev"
-    argv = ["evaluate", "--scenario", "testapp-4bs", "--policy", "static-4", "--policy", "opt=optimum",
-            "--policy", "random", "--seeds", "2", "--hours", "0.05", "--start-hour", "21", "--out", str(out)]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--scenario",
+        "testapp-4bs",
+        "--policy",
+        "static-4",
+        "--policy",
+        "opt=optimum",
+        "--policy",
+        "random",
+        "--seeds",
+        "2",
+        "--hours",
+        "0.05",
+        "--start-hour",
+        "21",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     table = (out / "results.md").read_text()
     for label in ("static-4", "opt", "random"):
