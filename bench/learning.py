@@ -195,7 +195,8 @@ def curves(run_dir: Path, seeds: Sequence[int], x: str = "steps") -> dict[str, t
     out = {}
     for s in seeds:
         rec = json.loads((run_dir / f"seed{s}" / "curve.json").read_text())
-        out[f"seed {s}"] = ([r[x] for r in rec["curve"]], [r["return"] for r in rec["curve"]])
+        rows = [r for r in rec["curve"] if not np.isnan(r["return"])]  # iterations that finished no episode
+        out[f"seed {s}"] = ([r[x] for r in rows], [r["return"] for r in rows])
     return out
 
 
