@@ -60,8 +60,6 @@ def register_model(
     }
     if model_id is not None:
         doc["_id"] = oid(model_id, "model id")
-    if model_id is not None:
-        doc["_id"] = oid(model_id, "model id")
     doc["_id"] = db[COLLECTION].insert_one(doc).inserted_id
     return public(doc)
 
