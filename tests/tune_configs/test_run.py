@@ -8,6 +8,7 @@ import pytest
 
 from tune_configs import PresetError
 from tune_configs.run import SUMMARY_FILE, run
+from tune_configs.testapp_ppo import PRESET as TESTAPP_PPO
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -33,7 +34,7 @@ def test_two_trial_run_reads_back(tmp_path, ray_runtime):
         with (trial / "progress.csv").open() as f:
             assert [int(r["training_iteration"]) for r in csv.DictReader(f)] == [1]
         params = json.loads((trial / "params.json").read_text())
-        assert params["lr"] == 3e-4 and params["train_batch_size"] == TINY["train_batch_size"]
+        assert params["lr"] == TESTAPP_PPO.hparams["lr"] and params["train_batch_size"] == TINY["train_batch_size"]
         seeds.add(params["seed"])
     assert seeds == {3, 4}
     assert {Path(t["checkpoint"]).parent for t in summary["trials"]} == set(trial_dirs)
