@@ -97,9 +97,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 NOTES = """\
 Where the time goes: with remote runners 0 the driver samples and learns in turn. The twin samples about as fast
-as CartPole (RLlib's per-step connector pipeline dominates; the env itself does ~15 k steps/s). The reference city is slower in both phases: 250 sub-actions give RLlib's
-`TorchMultiCategorical` 250 `Categorical` objects per batch (log-probabilities, entropies and KL in Python loops),
-so learning costs more than sampling. One distribution over a `(B, 250, 4)` logits tensor would remove the loop.
+as CartPole (RLlib's per-step connector pipeline dominates; the env itself does ~15 k steps/s). The reference
+city is slower in both phases: its 250 sub-actions give RLlib's `TorchMultiCategorical` 250 `Categorical`
+objects per batch (log-probabilities, entropies and KL in Python loops), so learning costs more than sampling.
+One distribution over a `(B, 250, 4)` logits tensor would remove the loop.
 On a loaded machine (see the load average) all rows scale down together; the ratios are the useful part."""
 
 
