@@ -47,7 +47,13 @@ def test_two_trial_run_reads_back(tmp_path, ray_runtime):
         run("testapp-ppo", **again)
     resumed = run("testapp-ppo", **again, resume=True, wandb="disabled")
     assert resumed["name"] == summary["name"] and resumed["num_errors"] == 0
-    assert [t["metrics"] for t in resumed["trials"]] == [t["metrics"] for t in summary["trials"]]
+
+    # a resumed finished run reports the same trials at the same point (wall-clock metrics may differ)
+    def progress(s):
+        keys = ("training_iteration", "num_env_steps_sampled_lifetime")
+        return sorted((t["trial_id"], *(t["metrics"][k] for k in keys)) for t in s["trials"])
+
+    assert progress(resumed) == progress(summary)
 
 
 def test_offline_wandb_run_without_api_key(tmp_path, monkeypatch, ray_runtime):
