@@ -7,7 +7,6 @@ Serve, the embedded MongoDB), talked to over real HTTP on 127.0.0.1.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from serve_app.ray_head import free_port
+from serve_app.ray_head import free_port, terminate
 
 #: environment of a local test/bench service: no auth on Ray, no usage reporting, no W&B network access
 QUIET_ENV = {
@@ -139,12 +138,7 @@ class ServiceProcess:
         proc, self.process = self.process, None
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout_s)
+        terminate(proc, timeout_s)
 
     def __enter__(self) -> ServiceProcess:
         return self.start()
