@@ -152,10 +152,7 @@ class EmbeddedMongo:
         deadline = time.monotonic() + self.startup_timeout_s
         for attempt in range(1, attempts + 1):
             proc = self._launch(_free_port(self.host))
-            while not _ping(self.uri, 0.25):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    break
-            else:
+            if self._answers_before(proc, deadline):
                 info = {"host": self.host, "port": self.port, "pid": proc.pid}
                 (self.data_dir / SERVER_FILE).write_text(json.dumps(info))
                 return
@@ -168,6 +165,16 @@ class EmbeddedMongo:
                     f"embedded MongoDB ({where}) {why} within {self.startup_timeout_s:g} s; "
                     f"log tail: {self._log_tail()}"
                 )
+
+    def _answers_before(self, proc: subprocess.Popen[bytes], deadline: float) -> bool:
+        """Ping until the server answers; the deadline is checked before every ping, so 0 s never succeeds."""
+        while proc.poll() is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if _ping(self.uri, min(0.25, remaining)):
+                return True
+        return False
 
     def _launch(self, port: int) -> subprocess.Popen[bytes]:
         log = open(self.data_dir / LOG_FILE, "ab")  # noqa: SIM115 - the child keeps it open
