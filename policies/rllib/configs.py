@@ -24,8 +24,13 @@ from ray.tune.search.sample import Domain
 from policies.rllib.flat import check_flattenable
 from policies.rllib.masking import MODULE_CLASSES
 from policies.rllib.registration import flat_env_name, make_env, register_envs
+from policies.rllib.slot_module import SlotSharedPPOTorchRLModule
+from policies.rllib.slotnet import slot_spec
 
 ALGORITHMS: tuple[str, ...] = ("PPO", "APPO", "DQN", "SAC")
+
+#: values of the ``module`` hyperparameter: RLlib's default MLP (one head per slot) or one MLP shared by all slots
+MODULES: tuple[str, ...] = ("mlp", "slot-shared")
 
 #: algorithms that act on the flat Discrete joint action
 FLAT_ALGORITHMS = frozenset({"DQN", "SAC"})
@@ -104,6 +109,21 @@ def env_spaces(env_id: str, env_config: dict[str, Any] | None = None) -> tuple[g
         env.close()
 
 
+def _module_spec(algo: str, module: Any, env_id: str, env_config: dict | None, model: dict[str, Any]) -> RLModuleSpec:
+    if module not in MODULES:
+        raise ValueError(f"hparams.module: unknown module {module!r} (known: {', '.join(MODULES)})")
+    if module == "mlp":
+        return RLModuleSpec(module_class=MODULE_CLASSES[algo], model_config=model)
+    if algo != "PPO":
+        raise ValueError(f"hparams.module: 'slot-shared' is implemented for PPO only, not {algo}")
+    env = make_env(env_id, env_config)
+    try:
+        spec = slot_spec(env.unwrapped.world)  # type: ignore[attr-defined]
+    finally:
+        env.close()
+    return RLModuleSpec(module_class=SlotSharedPPOTorchRLModule, model_config=model | {"slot_spec": spec})
+
+
 def algorithm_config(
     algo: str,
     env_id: str,
@@ -118,11 +138,13 @@ def algorithm_config(
 
     ``hparams`` are flat: any argument of the config's ``training()`` (``lr``, ``gamma``, ``train_batch_size``,
     ...), ``rollout_fragment_length``/``batch_mode``, ``min_*_per_iteration`` (reporting), or a
-    ``DefaultModelConfig`` field (``fcnet_hiddens``, ...).
+    ``DefaultModelConfig`` field (``fcnet_hiddens``, ...), or ``module`` (one of :data:`MODULES`; PPO only for
+    ``"slot-shared"``, see :mod:`policies.rllib.slotnet`).
     """
     if algo not in _CONFIG_CLASSES:
         raise ValueError(f"unknown algorithm {algo!r} (known: {', '.join(ALGORITHMS)})")
     hparams = dict(hparams or {})
+    module = hparams.pop("module", "mlp")
     config = _CONFIG_CLASSES[algo]()
     _check_hparams(algo, config, hparams)
     _, action_space = env_spaces(env_id, env_config)  # fails fast on a bad env id or env_config
@@ -144,7 +166,7 @@ def algorithm_config(
         )
         .framework("torch")
         .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs_per_env_runner, **runner)
-        .rl_module(rl_module_spec=RLModuleSpec(module_class=MODULE_CLASSES[algo], model_config=model))
+        .rl_module(rl_module_spec=_module_spec(algo, module, env_id, env_config, model))
         .training(**settings)
         .reporting(**reporting)
         .debugging(seed=seed)

@@ -1,9 +1,11 @@
 """Framework-neutral export of a trained policy: plain torch weights + metadata JSON, loadable without Ray.
 
-``weights.pt`` is the ``state_dict`` (plain tensors, ``torch.save``) of the policy path as one ``nn.Sequential``
-(actor encoder then action head; for DQN the advantage head, whose argmax over allowed actions is the greedy
-action of the dueling Q-network); ``metadata.json`` says how to rebuild it (``layers``) and what it was trained
-for. :func:`load_export` rebuilds the network with plain torch and acts from these two files alone.
+``weights.pt`` is the ``state_dict`` (plain tensors, ``torch.save``) of the policy path: for RLlib's default
+modules one ``nn.Sequential`` (actor encoder then action head; for DQN the advantage head, whose argmax over
+allowed actions is the greedy action of the dueling Q-network), for the slot-shared PPO module its
+:class:`~policies.rllib.slotnet.SlotNet`. ``metadata.json`` says how to rebuild it (``architecture`` and ``layers``
+or ``slot_net``) and what it was trained for. :func:`load_export` rebuilds the network with plain torch and acts
+from these two files alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 from policies.rllib.layout import MASK_KEY, OBS_KEY, ActionLayout
+from policies.rllib.slotnet import SlotNet
 
 WEIGHTS_FILE = "weights.pt"
 METADATA_FILE = "metadata.json"
@@ -63,8 +66,10 @@ def build_mlp(layers: list[dict[str, Any]]) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
-def policy_path(module: Any, algorithm: str) -> nn.Sequential:
-    """The module's observation -> action-logits path as one ``nn.Sequential`` (copied leaves)."""
+def policy_path(module: Any, algorithm: str) -> nn.Module:
+    """The module's observation -> action-logits path (a copy): one ``nn.Sequential``, or the module's SlotNet."""
+    if isinstance(getattr(module, "net", None), SlotNet):
+        return copy.deepcopy(module.net)
     if algorithm in ("PPO", "APPO"):
         enc = module.encoder
         parts: list[nn.Module] = [getattr(enc, "actor_encoder", None) or enc.encoder, module.pi]
@@ -82,7 +87,7 @@ def policy_path(module: Any, algorithm: str) -> nn.Sequential:
 
 def write_export(
     out_dir: str | Path,
-    net: nn.Sequential,
+    net: nn.Module,
     layout: ActionLayout,
     *,
     algorithm: str,
@@ -113,7 +118,7 @@ def write_export(
         "flat_action": layout.flat,
         "observation_space": spaces["observation_space"],
         "action_space": spaces["action_space"],
-        "layers": [_layer_spec(m) for m in net],
+        **_architecture(net),
         "ray_version": ray.__version__,
         "torch_version": torch.__version__,
         "metrics": metrics or {},
@@ -123,11 +128,27 @@ def write_export(
     return out
 
 
+def _architecture(net: nn.Module) -> dict[str, Any]:
+    if isinstance(net, SlotNet):
+        return {"architecture": "slot-shared", "slot_net": net.spec}
+    assert isinstance(net, nn.Sequential)
+    return {"architecture": "mlp", "layers": [_layer_spec(m) for m in net]}
+
+
+def _rebuild(meta: dict[str, Any]) -> nn.Module:
+    kind = meta.get("architecture", "mlp")
+    if kind == "slot-shared":
+        return SlotNet(**meta["slot_net"])
+    if kind == "mlp":
+        return build_mlp(meta["layers"])
+    raise ValueError(f"export: unknown architecture {kind!r}")
+
+
 @dataclass
 class ExportedPolicy:
     """A policy rebuilt from an export with plain torch: greedy actions for batched env observations."""
 
-    net: nn.Sequential
+    net: nn.Module
     layout: ActionLayout
     meta: dict[str, Any]
 
@@ -148,7 +169,7 @@ def load_export(export_dir: str | Path) -> ExportedPolicy:
     meta = json.loads(meta_file.read_text())
     if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"export: {meta_file} is not a {FORMAT} v{FORMAT_VERSION} file")
-    net = build_mlp(meta["layers"])
+    net = _rebuild(meta)
     net.load_state_dict(torch.load(weights_file, weights_only=True))
     net.eval()
     layout = ActionLayout(int(meta["observation_dim"]), tuple(meta["nvec"]), bool(meta["flat_action"]))

@@ -23,6 +23,10 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 from policies.rllib.layout import OBS_KEY, ActionLayout, layout_of_env
 from policies.rllib.masking import MODULE_CLASSES
 from policies.rllib.registration import FLAT_SUFFIX
+from policies.rllib.slot_module import SlotSharedPPOTorchRLModule
+
+#: every module class this project trains, by algorithm
+_KNOWN: tuple[tuple[str, type], ...] = (*MODULE_CLASSES.items(), ("PPO", SlotSharedPPOTorchRLModule))
 
 _CTOR_FILE = "class_and_ctor_args.pkl"
 
@@ -68,7 +72,7 @@ def read_info(checkpoint: str | Path) -> CheckpointInfo:
 def load_module(checkpoint: str | Path) -> RLModule:
     """``RLModule.from_checkpoint`` of the default module; needs no ``ray.init`` and no Algorithm."""
     module = RLModule.from_checkpoint(module_dir(checkpoint))
-    if not isinstance(module, tuple(MODULE_CLASSES.values())):
+    if not isinstance(module, tuple(cls for _, cls in _KNOWN)):
         raise ValueError(f"checkpoint: {type(module).__name__} is not one of this project's masked modules")
     if isinstance(module, torch.nn.Module):
         module.eval()
@@ -76,7 +80,7 @@ def load_module(checkpoint: str | Path) -> RLModule:
 
 
 def algorithm_of(module: RLModule) -> str:
-    return next(algo for algo, cls in MODULE_CLASSES.items() if isinstance(module, cls))
+    return next(algo for algo, cls in _KNOWN if isinstance(module, cls))
 
 
 def module_layout(module: RLModule, observation_space: gym.Space, action_space: gym.Space) -> ActionLayout:

@@ -84,6 +84,8 @@ def test_flat_wrapper_steps_the_env_with_the_unflattened_action():
         ("PPO", {"num_epochs": 2.5}, r"hparams\.num_epochs: expected int"),
         ("PPO", {"learning_rate": 1e-3}, r"hparams\.learning_rate: unknown hyperparameter for PPO"),
         ("DQN", {"num_atoms": 51}, r"hparams\.num_atoms: .*only num_atoms=1"),
+        ("PPO", {"module": "transformer"}, r"hparams\.module: unknown module 'transformer' \(known: mlp, slot-shared"),
+        ("APPO", {"module": "slot-shared"}, r"hparams\.module: 'slot-shared' is implemented for PPO only, not APPO"),
     ],
 )
 def test_bad_builder_input_fails_with_one_clear_message(algo, hparams, message):
@@ -116,21 +118,22 @@ def test_hparams_reach_the_config():
 # ---------------------------------------------------------------- one training iteration per algorithm
 
 
-@pytest.fixture(scope="module", params=["PPO", "APPO", "DQN", "SAC"])
+@pytest.fixture(scope="module", params=["PPO", "PPO/slot-shared", "APPO", "DQN", "SAC"])
 def trained(request, ray_runtime, tmp_path_factory) -> dict[str, Any]:
     """One training iteration of ``algo`` (a few for APPO), its checkpoint, and the Algorithm's own greedy
-    actions on observations it sampled."""
+    actions on observations it sampled. ``PPO/slot-shared`` is PPO with ``module="slot-shared"``."""
     from policies.rllib.configs import algorithm_config
     from policies.rllib.loading import load_module
 
-    algo_name = request.param
-    algo = algorithm_config(algo_name, ENV_ID, hparams=TINY[algo_name]).build_algo()
+    algo_name, _, module = request.param.partition("/")
+    hparams = TINY[algo_name] | ({"module": module} if module else {})
+    algo = algorithm_config(algo_name, ENV_ID, hparams=hparams).build_algo()
     try:
         for _ in range(10):  # APPO learns asynchronously: its first results may come without learner stats
             result = algo.train()
             if result.get("learners", {}).get("default_policy", {}).get("num_module_steps_trained"):
                 break
-        ckpt = tmp_path_factory.mktemp(algo_name) / "ckpt"
+        ckpt = tmp_path_factory.mktemp(request.param.replace("/", "-")) / "ckpt"
         algo.save(str(ckpt))
         # APPO's learner thread keeps updating and broadcasts weights only now and then: give the Algorithm's
         # EnvRunner exactly the checkpointed weights, then let it act through its own connectors and distribution
