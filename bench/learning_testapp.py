@@ -1,13 +1,15 @@
 """Learning on the upstream twin: PPO trained on profile A beats every upstream baseline on A and held-out B.
 
-    .venv/bin/python bench/learning_testapp.py --minutes 6 --seeds 5 --parallel 2
+    .venv/bin/python bench/learning_testapp.py --minutes 5 --seeds 5 --parallel 2 --mlp-seeds 2
 
-Trains one PPO policy per seed (``tune_configs.testapp_ppo`` hyperparameters, profile A, 360-slot episodes from
-random start slots), ``--parallel`` processes at a time, each for ``--minutes`` of wall time; then evaluates every
+Trains one PPO policy per seed (``tune_configs.testapp_ppo``: the slot-shared module; profile A only, 360-slot
+episodes from random start slots), ``--parallel`` processes at a time, each for ``--minutes`` of wall time, and
+``--mlp-seeds`` policies with RLlib's default network (one head per station) on the same budget for
+comparison; then evaluates every
 policy greedily over the whole day (8,640 slots of 10 s from 00:00) on profile A and on profile B, seed ``s``
 with the policy of training seed ``s``. Baselines and the optimum are deterministic on the twin (recorded
 profiles, no noise), so their intervals are 0 except uniform random's. Writes the ``learning-testapp`` section of
-``docs/benchmarks.md`` and ``docs/img/learning_testapp_*.png``. ``--skip-train`` reuses ``runs/learning/testapp``.
+``docs/benchmarks.md`` and ``docs/img/learning_testapp_*.png``. ``--skip-train`` reuses ``runs/learning/testapp*``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from learning import (
     IMG,
     RUNS,
@@ -34,8 +34,6 @@ from learning import (
     write_section,
 )
 
-from envs.presets import get_scenario
-from envs.world import build_world
 from policies.base import PlacementPolicy
 from policies.evaluate import EvalResult, evaluate
 from policies.heuristics import baselines
@@ -45,35 +43,12 @@ from tune_configs.preset import TESTAPP, TESTAPP_TRAIN
 from tune_configs.testapp_ppo import PRESET
 
 RUN = RUNS / "testapp"
-#: where a `--no-rotations` run is kept for comparison (move RUN there after it)
-PLAIN = RUNS / "testapp_plain"
+#: the comparison runs with RLlib's default network (hparam ``module="mlp"``: one action head per station)
+MLP = RUNS / "testapp_mlp"
 UPSTREAM = ("static-3", "static-4", "optimized-balance", "random")
 COLUMNS = ("reward", "latency_mean", "latency_p95", "replicas", "changes", "decision_ms")
 #: "no more latency": mean latencies within this many ms count as equal (the floor is 2.0 ms, see the doc)
 LATENCY_TOL = 0.01
-
-
-def rotated_profiles(out: Path) -> dict[str, Any]:
-    """Env config that trains on profile A and its 3 station rotations (B stays held out).
-
-    The twin is a ring (users of station i fail over to i+1, i+2, ...; equal nodes, equal hop latencies), so
-    rotating A's station columns gives equally valid days built from A's data alone. Without them every
-    station's action head only sees A's own load pattern (station 1 busy, 3 and 4 quiet)."""
-    world = build_world(get_scenario("testapp-4bs"))
-    users = world.demand.trace("A")
-    out.mkdir(parents=True, exist_ok=True)
-    profiles = {}
-    for k in range(4):
-        path = out / f"profile_a_rot{k}.csv"
-        rows = np.roll(users, k, axis=1).astype(np.int64)
-        header = "slot," + ",".join(f"bs{i + 1}" for i in range(rows.shape[1]))
-        np.savetxt(
-            path, np.column_stack([np.arange(len(rows)), rows]), fmt="%d", delimiter=",", header=header, comments=""
-        )
-        profiles["A" if k == 0 else f"A-rot{k}"] = str(path)
-    scenario = get_scenario("testapp-4bs").model_dump()
-    scenario["demand"] |= {"profiles": profiles, "default_profile": "A"}
-    return {"scenario": scenario, "traces": list(profiles)}
 
 
 def evaluate_profile(ppo: PlacementPolicy, profile: str, seeds: list[int], optimum: bool) -> EvalResult:
@@ -84,10 +59,11 @@ def evaluate_profile(ppo: PlacementPolicy, profile: str, seeds: list[int], optim
     if optimum:
         opt = evaluate({"optimum": OptimumPolicy()}, TESTAPP, seeds=seeds[:1], traces=[profile], start_slot=0)
         result.rollouts += opt.rollouts
-    plain = sorted(int(p.name[4:]) for p in PLAIN.glob("seed*") if (p / "curve.json").exists())
-    if plain:  # policies trained on A alone by an earlier `--no-rotations` run, moved to PLAIN
-        ppo_a = load_ppo(PLAIN, plain, "ppo (A only)")
-        result.rollouts += evaluate({ppo_a.name: ppo_a}, TESTAPP, seeds=plain, traces=[profile], start_slot=0).rollouts
+    mlp = sorted(int(p.name[4:]) for p in MLP.glob("seed*") if (p / "curve.json").exists())
+    if mlp:
+        ppo_mlp = load_ppo(MLP, mlp, "ppo (mlp heads)")
+        more = evaluate({ppo_mlp.name: ppo_mlp}, TESTAPP, seeds=mlp, traces=[profile], start_slot=0)
+        result.rollouts += more.rollouts
     return result
 
 
@@ -99,37 +75,26 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0, help="train: the seed to train")
     ap.add_argument("--parallel", type=int, default=2)
-    ap.add_argument("--no-rotations", action="store_true", help="train on profile A only (no station rotations)")
+    ap.add_argument("--mlp-seeds", type=int, default=2, help="seeds of the default-network comparison (0: none)")
+    ap.add_argument("--mlp", action="store_true", help="train: RLlib's default network instead of the preset's")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--no-optimum", action="store_true", help="leave out the per-slot optimum (~1 min per seed)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if args.stage == "train":
         ray_init()
-        train_ppo(
-            TESTAPP,
-            TESTAPP_TRAIN if args.no_rotations else rotated_profiles(RUN / "data"),
-            PRESET.hparams,
-            seconds=args.minutes * 60,
-            steps=args.steps,
-            seed=args.seed,
-            out=RUN / f"seed{args.seed}",
-        )
+        hparams = dict(PRESET.hparams) | ({"module": "mlp"} if args.mlp else {})
+        out = (MLP if args.mlp else RUN) / f"seed{args.seed}"
+        train_ppo(TESTAPP, TESTAPP_TRAIN, hparams, seconds=args.minutes * 60, steps=args.steps, seed=args.seed, out=out)
         return
     t0 = time.time()
     seeds = list(range(args.seeds))
     if not args.skip_train:
-        me = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "train",
-            "--minutes",
-            str(args.minutes),
-            "--steps",
-            str(args.steps),
-            *(["--no-rotations"] if args.no_rotations else []),
-        ]
-        run_parallel([[*me, "--seed", str(s)] for s in seeds], args.parallel, RUN / "logs")
+        me = [sys.executable, str(Path(__file__).resolve()), "train", "--minutes", str(args.minutes)]
+        me += ["--steps", str(args.steps)]
+        jobs = [[*me, "--seed", str(s)] for s in seeds]
+        jobs += [[*me, "--mlp", "--seed", str(s)] for s in range(args.mlp_seeds)]
+        run_parallel(jobs, args.parallel, RUN / "logs")
     ppo = load_ppo(RUN, seeds)
     results = {p: evaluate_profile(ppo, p, seeds, not args.no_optimum) for p in ("A", "B")}
     for p, res in results.items():
@@ -166,20 +131,20 @@ def verdicts(results: dict[str, EvalResult]) -> str:
 def report(args: argparse.Namespace, results: dict[str, EvalResult], seeds: list[int], wall: float) -> str:
     recs = training_records(RUN, seeds)
     plot_learning_curves(
-        curves(RUN, seeds), IMG / "learning_testapp_curves.png", title="PPO on TestApp4BS-v0 (profile A + rotations)"
+        curves(RUN, seeds), IMG / "learning_testapp_curves.png", title="PPO (slot-shared) on TestApp4BS-v0, profile A"
     )
     for p, res in results.items():
         plot_latency_over_day(res, IMG / f"learning_testapp_latency_{p}.png")
     steps, secs, cpu = ([r[k] for r in recs] for k in ("steps", "seconds", "cpu_s"))
-    data = "profile A only" if args.no_rotations else "profile A and its 3 station rotations (`rotated_profiles`)"
     cmd = f"--minutes {args.minutes:g} --steps {args.steps:g} --seeds {args.seeds} --parallel {args.parallel}"
+    cmd += f" --mlp-seeds {args.mlp_seeds}"
     lines = [
         "## Learning: upstream twin",
-        f"`.venv/bin/python bench/learning_testapp.py {cmd}{' --no-rotations' if args.no_rotations else ''}` "
+        f"`.venv/bin/python bench/learning_testapp.py {cmd}` "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {wall / 60:.0f} min in all). {machine()}; "
         f"load average at the end {load_avg()} (1 / 5 / 15 min); the machine was shared with other jobs.",
         f"PPO with the `testapp-ppo` preset (`{dict(PRESET.hparams)}` over the builder defaults; 16 envs sampled "
-        f"in the driver, no remote runners), trained on {data}: 360-slot episodes from random start slots, so "
+        "in the driver, no remote runners), trained on profile A only: 360-slot episodes from random start slots, so "
         f"episodes include the evening peak. {len(seeds)} independent training seeds, {args.parallel} at a time on "
         f"the 2 cores, each stopped at {args.steps:,.0f} env steps or {args.minutes:g} min: "
         f"{min(secs):.0f}-{max(secs):.0f} s wall ({min(cpu):.0f}-{max(cpu):.0f} CPU s), "

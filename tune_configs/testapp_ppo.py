@@ -3,7 +3,10 @@
 The problem is nearly per-slot (no change cost; only throttling load carries over between slots). Measured in
 ``bench/learning_testapp.py``: with ``gamma`` 0.5 the greedy policy learns when a station needs a second replica;
 with ``gamma`` 0.9 (same budget) the sampled policy scores well in training because its random second replicas
-drain the throttling load, but its greedy mode is one replica everywhere (= static-1). A small network is enough.
+drain the throttling load, but its greedy mode is one replica everywhere (= static-1). The slot-shared module (one
+small network decides for every station) is what makes a policy trained on A work on B: with RLlib's default
+network each station has its own head, and B's busy stations (bs2, bs3) are quiet in A, so their heads never
+learn to add a replica.
 """
 
 from tune_configs.preset import TESTAPP, TESTAPP_TRAIN, Preset
@@ -21,6 +24,7 @@ PRESET = Preset(
         "minibatch_size": 500,
         "num_epochs": 10,
         "fcnet_hiddens": [64, 64],
+        "module": "slot-shared",
     },
     stop_criteria={"time_total_s": 900},
 )

@@ -2,7 +2,8 @@
 
 Select it with the hyperparameter ``module="slot-shared"`` (``algorithm_config`` fills ``model_config`` with the
 env's slot layout). Same contract as :class:`~policies.rllib.masking.MaskedPPOTorchRLModule`: Dict observation,
-``MultiDiscrete`` action, ``log(mask)`` added to the logits in every forward pass.
+``MultiDiscrete`` action, ``log(mask)`` added to the logits in every forward pass; the action distribution is
+:class:`~policies.rllib.slot_dist.TorchSlotCategorical` (one batched categorical instead of a loop over slots).
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from typing import Any
 
 import torch
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.distribution.torch.torch_distribution import TorchMultiCategorical
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from policies.rllib.masking import mask_logits, split_obs
+from policies.rllib.slot_dist import TorchSlotCategorical
 from policies.rllib.slotnet import SlotNet
 
 Batch = dict[str, Any]
@@ -34,8 +35,8 @@ class SlotSharedPPOTorchRLModule(TorchRLModule, ValueFunctionAPI):
             raise ValueError(f"slot-shared module: slot_spec nvec {spec['nvec']} != action space {nvec}")
         hiddens = cfg.get("fcnet_hiddens", [64, 64])
         self.net = SlotNet(**{k: v for k, v in spec.items() if k != "hiddens"}, hiddens=hiddens)
-        self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(  # type: ignore[misc]
-            space=self.action_space, input_lens=nvec
+        self.action_dist_cls = TorchSlotCategorical.get_partial_dist_cls(  # type: ignore[misc]
+            space=self.action_space, nvec=nvec
         )
 
     def _forward(self, batch: Batch, **kwargs: Any) -> Batch:
