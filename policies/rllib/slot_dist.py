@@ -53,19 +53,19 @@ class TorchSlotCategorical(TorchDistribution):
     def _get_torch_distribution(self, logits: torch.Tensor, nvec: Sequence[int]) -> torch.distributions.Distribution:
         return torch.distributions.Categorical(logits=pad_logits(logits, nvec), validate_args=False)
 
-    def logp(self, value: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def logp(self, value: Any, **kwargs: Any) -> Any:
         return self._dist.log_prob(value.long()).sum(-1)
 
-    def entropy(self) -> torch.Tensor:
+    def entropy(self, **kwargs: Any) -> Any:
         return self._dist.entropy().sum(-1)
 
-    def kl(self, other: Any) -> torch.Tensor:
+    def kl(self, other: Any, **kwargs: Any) -> Any:
         return torch.distributions.kl.kl_divergence(self._dist, other._dist).sum(-1)
 
-    def rsample(self, *, sample_shape: Any = None) -> Any:
+    def rsample(self, *, sample_shape: Any = None, **kwargs: Any) -> Any:
         raise NotImplementedError("TorchSlotCategorical: no reparameterised samples for categorical actions")
 
-    def to_deterministic(self) -> TorchDeterministic:
+    def to_deterministic(self) -> Any:
         return TorchDeterministic(loc=self._dist.logits.argmax(-1))
 
     @staticmethod
@@ -74,5 +74,5 @@ class TorchSlotCategorical(TorchDistribution):
         return int(np.sum(space.nvec))
 
     @classmethod
-    def from_logits(cls, logits: torch.Tensor, **kwargs: Any) -> TorchSlotCategorical:
+    def from_logits(cls, logits: Any, **kwargs: Any) -> TorchSlotCategorical:
         return cls(logits=logits, nvec=kwargs["nvec"])
