@@ -22,9 +22,11 @@ from policies.rllib.configs import _DEFAULTS, _MODEL_DEFAULTS, algorithm_config
 from tune_configs.preset import CITY_TRAIN, REFCITY, TESTAPP, TESTAPP_TRAIN
 from tune_configs.testapp_ppo import PRESET
 
-#: (env, num_env_runners, num_envs_per_env_runner); the first layout is the one the learning benches use
-LAYOUTS = [("CartPole-v1", 0, 16), (TESTAPP, 0, 16), (REFCITY, 0, 16), ("CartPole-v1", 0, 4), (TESTAPP, 0, 4)]
-LAYOUTS += [("CartPole-v1", 1, 16), (TESTAPP, 1, 16), (REFCITY, 1, 16)]
+#: (env, num_env_runners, num_envs_per_env_runner, module); the first four rows are the learning benches' layout
+SHARED, MLP = "slot-shared", "mlp"
+LAYOUTS = [("CartPole-v1", 0, 16, MLP), (TESTAPP, 0, 16, SHARED), (REFCITY, 0, 16, SHARED), (REFCITY, 0, 16, MLP)]
+LAYOUTS += [("CartPole-v1", 0, 4, MLP), (TESTAPP, 0, 4, SHARED), ("CartPole-v1", 1, 16, MLP), (TESTAPP, 1, 16, SHARED)]
+LAYOUTS += [(REFCITY, 1, 16, SHARED)]
 
 
 def build(env: str, runners: int, num_envs: int, hparams: dict[str, Any]) -> Any:
@@ -32,7 +34,7 @@ def build(env: str, runners: int, num_envs: int, hparams: dict[str, Any]) -> Any
         from ray.rllib.algorithms.ppo import PPOConfig
         from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
-        settings = _DEFAULTS["PPO"] | hparams
+        settings = _DEFAULTS["PPO"] | {k: v for k, v in hparams.items() if k != "module"}
         model = {k: settings.pop(k) for k in list(settings) if k in ("fcnet_hiddens", "fcnet_activation")}
         cfg = (
             PPOConfig()
@@ -49,8 +51,8 @@ def build(env: str, runners: int, num_envs: int, hparams: dict[str, Any]) -> Any
     return cfg.build_algo()
 
 
-def measure(env: str, runners: int, num_envs: int, iters: int, hparams: dict[str, Any]) -> dict[str, Any]:
-    algo = build(env, runners, num_envs, hparams)
+def measure(env: str, runners: int, num_envs: int, module: str, iters: int, hparams: dict[str, Any]) -> dict[str, Any]:
+    algo = build(env, runners, num_envs, hparams | {"module": module})
     try:
         algo.train()  # warm-up
         start_steps = _steps(algo.train())
@@ -62,6 +64,7 @@ def measure(env: str, runners: int, num_envs: int, iters: int, hparams: dict[str
         timers = last.get("timers", {})
         return {
             "env": env,
+            "module": "RLlib default" if env == "CartPole-v1" else module,
             "runners": runners,
             "num_envs": num_envs,
             "steps": steps,
@@ -81,15 +84,16 @@ def _steps(result: dict[str, Any]) -> float:
 def table(rows: list[dict[str, Any]]) -> str:
     cart = {(r["runners"], r["num_envs"]): r["sps"] for r in rows if r["env"] == "CartPole-v1"}
     out = [
-        "| env | remote runners | envs per runner | env steps | seconds | steps/s | vs CartPole "
+        "| env | module | remote runners | envs per runner | env steps | seconds | steps/s | vs CartPole "
         "| sample s/iter | learn s/iter |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         ref = cart.get((r["runners"], r["num_envs"]))
         rel = f"{r['sps'] / ref:.2f}" if ref else "n/a"
         out.append(
-            f"| {r['env']} | {r['runners']} | {r['num_envs']} | {r['steps']:,.0f} | {r['seconds']:.1f} | "
+            f"| {r['env']} | {r['module']} | {r['runners']} | {r['num_envs']} | {r['steps']:,.0f} | "
+            f"{r['seconds']:.1f} | "
             f"{r['sps']:,.0f} | {rel} | {r['sample']:.2f} | {r['learn']:.2f} |"
         )
     return "\n".join(out)
@@ -97,28 +101,29 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 NOTES = """\
 Where the time goes: with remote runners 0 the driver samples and learns in turn. The twin samples about as fast
-as CartPole (RLlib's per-step connector pipeline dominates; the env itself does ~15 k steps/s). The reference
-city is slower in both phases: its 250 sub-actions give RLlib's `TorchMultiCategorical` 250 `Categorical`
-objects per batch (log-probabilities, entropies and KL in Python loops), so learning costs more than sampling.
-One distribution over a `(B, 250, 4)` logits tensor would remove the loop.
+as CartPole (RLlib's per-step connector pipeline dominates; the env itself does ~15 k steps/s). On the reference
+city the `mlp` row is RLlib's default module: its 250 sub-actions give `TorchMultiCategorical` 250 `Categorical`
+objects per batch (log-probabilities, entropies and KL in Python loops). The `slot-shared` module samples from
+one `Categorical` over a `(B, 250, 4)` logits tensor (`policies/rllib/slot_dist.py`) and runs one small MLP over
+all slots at once.
 On a loaded machine (see the load average) all rows scale down together; the ratios are the useful part."""
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=5, help="timed iterations per row")
-    ap.add_argument("--quick", action="store_true", help="only the first three rows (the learning benches' layout)")
+    ap.add_argument("--quick", action="store_true", help="only the first four rows (the learning benches' layout)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     hparams = dict(PRESET.hparams)
     ray_init()
     t0 = time.time()
     rows = []
-    for env, runners, num_envs in LAYOUTS[:3] if args.quick else LAYOUTS:
-        rows.append(measure(env, runners, num_envs, args.iters, hparams))
+    for env, runners, num_envs, module in LAYOUTS[:4] if args.quick else LAYOUTS:
+        rows.append(measure(env, runners, num_envs, module, args.iters, hparams))
         r = rows[-1]
         print(
-            f"{env:28s} runners {runners} envs {num_envs:2d}: {r['sps']:7,.0f} steps/s "
+            f"{env:28s} {module:11s} runners {runners} envs {num_envs:2d}: {r['sps']:7,.0f} steps/s "
             f"({r['steps']:,.0f} in {r['seconds']:.1f} s)",
             flush=True,
         )

@@ -8,6 +8,11 @@ node's cell, its service's latency, the time of day, a few whole-city aggregates
 The policy is therefore equivariant to relabelling the stations, learns from every slot's experience at once,
 and its size does not grow with the city.
 
+Where a service cannot run in every cell (pinning), a slot also serves users of other cells: then the spec
+carries the routing order (``World.order``) and two more features are added, the users of the cells whose nearest
+allowed slot is this one (static catchment) and of the cells whose nearest slot *with replicas* is this one (the
+current catchment, the routing of ``envs.sim`` without saturation spill), both times the service's share.
+
 Observation layout (``envs.dynamics.Dynamics.observe``): free CPU ``N``, free RAM ``N``, replicas ``K``, users
 ``N``, service latency ``S``, sin and cos of the time of day.
 """
@@ -47,7 +52,10 @@ def slot_spec(world: Any) -> dict[str, Any]:
         for s, n in zip(svc, node, strict=True)
     ]
     nvec = (world.slot_max + 1).astype(int)
-    return {
+    nearest = world.order[:, :, 0]  # (S, C) nearest allowed slot per service and cell
+    local = all(node[nearest[s, c]] == c for s in range(world.n_services) for c in range(world.n_nodes))
+    routing = {} if local else {"order": world.order.astype(int).tolist()}
+    return routing | {
         "n_nodes": int(world.n_nodes),
         "n_services": int(world.n_services),
         "slot_node": [int(n) for n in node],
@@ -61,6 +69,7 @@ class SlotNet(nn.Module):
     """``forward(obs) -> logits (B, sum(nvec))`` (the per-slot categoricals concatenated); ``value(obs) -> (B,)``."""
 
     node: torch.Tensor
+    order: torch.Tensor
     service: torch.Tensor
     static: torch.Tensor
     same_service: torch.Tensor
@@ -75,6 +84,7 @@ class SlotNet(nn.Module):
         slot_static: Sequence[Sequence[float]],
         nvec: Sequence[int],
         hiddens: Sequence[int] = (64, 64),
+        order: Sequence[Sequence[Sequence[int]]] | None = None,
     ) -> None:
         super().__init__()
         self.spec = {
@@ -85,7 +95,7 @@ class SlotNet(nn.Module):
             "slot_static": [list(r) for r in slot_static],
             "nvec": list(nvec),
             "hiddens": list(hiddens),
-        }
+        } | ({"order": [[list(a) for a in c] for c in order]} if order is not None else {})
         K = len(slot_node)
         if not (len(slot_service) == len(slot_static) == len(nvec) == K):
             raise ValueError("SlotNet: slot_node, slot_service, slot_static and nvec must have one entry per slot")
@@ -97,7 +107,13 @@ class SlotNet(nn.Module):
         self.register_buffer("same_service", same.float() / same.sum(1, keepdim=True), persistent=False)
         pick = [k * self.n_max + j for k, n in enumerate(nvec) for j in range(n)]
         self.register_buffer("pick", torch.as_tensor(pick, dtype=torch.long), persistent=False)
-        f = N_DYNAMIC + N_STATIC
+        self.routing = order is not None
+        if order is not None:
+            o = torch.as_tensor(order, dtype=torch.long)  # (S, C, A) slot ids, padded with K
+            if o.shape[:2] != (n_services, n_nodes) or int(o.max()) > K:
+                raise ValueError(f"SlotNet: order must be (S, C, A) slot ids <= K, got shape {tuple(o.shape)}")
+            self.register_buffer("order", o, persistent=False)
+        f = N_DYNAMIC + N_STATIC + (2 if self.routing else 0)
         self.pi = mlp([f, *hiddens, self.n_max])
         self.phi = mlp([f, *hiddens])
         self.vf = nn.Linear(hiddens[-1], 1)
@@ -129,7 +145,20 @@ class SlotNet(nn.Module):
             time[:, :1].expand(B, K),
             time[:, 1:].expand(B, K),
         ]
+        if self.routing:
+            share = self.static[:, 0]
+            dyn += [self._catchment(users, torch.ones_like(repl)) * share, self._catchment(users, repl) * share]
         return torch.cat([torch.stack(dyn, -1), self.static.expand(B, K, N_STATIC)], -1)
+
+    def _catchment(self, users: torch.Tensor, repl: torch.Tensor) -> torch.Tensor:
+        """``(B, K)``: users of the cells whose first slot in routing order with ``repl > 0`` is the slot."""
+        B = users.shape[0]
+        hosted = torch.cat([repl, repl.new_zeros(B, 1)], 1)[:, self.order] > 0  # (B, S, C, A); padding never hosts
+        first = hosted & (hosted.cumsum(-1) == 1)
+        weight = first * users[:, None, :, None]
+        out = users.new_zeros(B, self.K + 1)
+        out.scatter_add_(1, self.order.reshape(1, -1).expand(B, -1), weight.reshape(B, -1))
+        return out[:, : self.K]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         logits = self.pi(self.features(obs)).reshape(obs.shape[0], self.K * self.n_max)

@@ -68,3 +68,24 @@ def test_inconsistent_spec_is_refused():
     spec = slot_spec(env.unwrapped.world) | {"nvec": [5, 5, 5]}
     with pytest.raises(ValueError, match="one entry per slot"):
         SlotNet(**spec)
+
+
+def test_catchments_follow_the_routing_order_where_services_are_pinned():
+    """City: a slot's catchment = users of the cells whose first slot (in routing order) with replicas is it."""
+    env, net = _net("lwmecps/ReferenceCity-v0")
+    world = env.unwrapped.world
+    N, K = world.n_nodes, world.n_slots
+    assert net.routing and not _net("lwmecps/TestApp4BS-v0")[1].routing  # the twin serves every cell locally
+    obs = torch.from_numpy(_obs(env, 2))
+    obs[1, 2 * N : 2 * N + K : 3] = 0.0  # empty every third slot, so routing skips them
+    repl, users = obs[:, 2 * N : 2 * N + K], obs[:, 2 * N + K : 3 * N + K]
+    for b in range(2):
+        for hosted, got in ((torch.ones(K), net._catchment(users, torch.ones_like(repl))), (repl[b], None)):
+            want = torch.zeros(K)
+            for s in range(world.n_services):
+                for c in range(N):
+                    first = next((int(k) for k in world.order[s, c] if k < K and hosted[k] > 0), None)
+                    if first is not None:
+                        want[first] += users[b, c]
+            got = net._catchment(users, repl)[b] if got is None else got[b]
+            torch.testing.assert_close(got, want)
