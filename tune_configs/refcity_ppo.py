@@ -1,4 +1,9 @@
-"""PPO on the reference city (20 stations, 50 services), synthetic days 0-11. 30 minutes on 2 cores."""
+"""PPO on the reference city (20 stations, 50 services), synthetic days 0-11. 30 minutes on 2 cores.
+
+The slot-shared module (one network for all 250 service-node slots, with each slot's catchment as features) is
+what makes this trainable: RLlib's default network has 250 heads, each learning from its own slot alone, and
+samples them in a Python loop (see ``bench/ppo_throughput.py``).
+"""
 
 from tune_configs.preset import CITY_TRAIN, REFCITY, Preset
 
@@ -14,7 +19,8 @@ PRESET = Preset(
         "train_batch_size": 4000,
         "minibatch_size": 500,
         "num_epochs": 6,
-        "fcnet_hiddens": [256, 256],
+        "fcnet_hiddens": [64, 64],
+        "module": "slot-shared",
     },
     stop_criteria={"time_total_s": 1800},
 )
