@@ -6,7 +6,8 @@ with ``gamma`` 0.9 (same budget) the sampled policy scores well in training beca
 drain the throttling load, but its greedy mode is one replica everywhere (= static-1). The slot-shared module (one
 small network decides for every station) is what makes a policy trained on A work on B: with RLlib's default
 network each station has its own head, and B's busy stations (bs2, bs3) are quiet in A, so their heads never
-learn to add a replica.
+learn to add a replica. ``entropy_coeff`` 0.01 keeps the policy trying a second replica between 30 and 40 users
+(without it some seeds settle on adding it only above ~40, which A rarely shows and B often needs).
 """
 
 from tune_configs.preset import TESTAPP, TESTAPP_TRAIN, Preset
@@ -23,6 +24,7 @@ PRESET = Preset(
         "train_batch_size": 4000,
         "minibatch_size": 500,
         "num_epochs": 10,
+        "entropy_coeff": 0.01,
         "fcnet_hiddens": [64, 64],
         "module": "slot-shared",
     },

@@ -42,7 +42,7 @@ class CheckpointInfo:
 
 def module_dir(checkpoint: str | Path) -> Path:
     """The RLModule directory inside an Algorithm checkpoint (or ``checkpoint`` itself if it is one)."""
-    path = Path(checkpoint)
+    path = Path(checkpoint).resolve()  # RLlib reads it as a URI: a relative path would have an empty scheme
     if not path.is_dir():
         raise ValueError(f"checkpoint: no such directory {path}")
     inner = path / COMPONENT_LEARNER_GROUP / COMPONENT_LEARNER / COMPONENT_RL_MODULE / DEFAULT_MODULE_ID

@@ -170,6 +170,16 @@ def test_checkpoint_acts_without_the_algorithm_like_the_algorithm(trained):
 
 
 @pytest.mark.ray
+def test_checkpoint_loads_from_a_relative_path(trained, monkeypatch):
+    from policies.rllib.policy import RLlibPolicy
+
+    ckpt = trained["ckpt"]
+    monkeypatch.chdir(ckpt.parent.parent)  # RLlib parses the path as a URI: a relative one has no scheme
+    policy = RLlibPolicy.from_checkpoint(Path(ckpt.parent.name) / ckpt.name)
+    np.testing.assert_array_equal(policy.act_batch(trained["obs"]), trained["actions"])
+
+
+@pytest.mark.ray
 def test_export_reproduces_the_checkpoint_actions(trained, tmp_path):
     import json
 
