@@ -150,16 +150,21 @@ def report(args: argparse.Namespace, result: EvalResult, seeds: list[int], wall:
 
 
 NOTES = """\
-What limits PPO here, and what would close the gap:
-* The action is 250 independent categoricals (one per service-node slot) driven by one scalar reward per slot:
-  each head's credit is buried in the noise of the other 249. The cost is additive over services (services share
-  only node capacity), so a per-service reward and one policy network shared by all slots (slot-local features:
-  the slot's cell demand, its node's free capacity, its current count; as in the greedy's `_ServiceModels`)
-  would give every head its own signal and 250x the samples per parameter.
-* Start from a good placement instead of from scratch: imitation of the optimum's (or greedy-latency's)
-  decisions, or a residual action (-1/0/+1 around greedy-latency), then PPO fine-tuning.
-* Budget: the twin's 4 heads need ~0.3-1 M env steps; the city was trained for far fewer steps per head here
-  (see the learning curve still rising), on a machine shared with other jobs."""
+What limits PPO here, and what would close the gap (findings of 2026-11-28; the table above is regenerated, these
+lines are not):
+* Since the first run (-13,292 ± 20,137 with RLlib's default network: 250 action heads, each learning from its
+  own slot, sampled in a Python loop at 67 env steps/s), the preset uses the slot-shared module: one network for
+  every service-node slot, with the slot's catchment (the users routed to it) as features, and one batched
+  categorical. Training is still slow (≈ 120 env steps/s with 16 envs in the driver on a shared core; see
+  `bench/ppo_throughput.py`), so 15 minutes give ~0.1 M env steps: the learning curve is still rising steeply.
+* Credit assignment: the reward is one scalar per slot of the day for 250 simultaneous decisions. The cost is a
+  sum over services (they share only node capacity), so a per-service reward with a per-service value baseline
+  (multi-agent PPO with one shared policy, RLlib's MultiRLModule) would give every decision its own signal.
+* Start from a good placement instead of from scratch: behaviour cloning of greedy-latency's decisions (the
+  slot-shared network can represent them: they are per-slot rules on catchment demand and free capacity), then
+  PPO fine-tuning; or a residual action (-1/0/+1 around greedy-latency).
+* Budget: the twin needed ~0.4 M env steps to reach the optimum's neighbourhood with 4 decisions per step; the
+  city has 250 per step. A Ray cluster (`kuberay/`, `--env-runners`) multiplies sampling throughput."""
 
 
 if __name__ == "__main__":
