@@ -128,7 +128,8 @@ class Service:
         else:
             progress(f"connecting to Ray at {address}")
         ctx = ray.init(address=address, log_to_driver=False)
-        url = ctx.dashboard_url or ""
+        # our own head's dashboard is known; ray.init reads the URL from the GCS and may find it not yet published
+        url = self.head.dashboard_url if self.head is not None else (ctx.dashboard_url or "")
         self.dashboard = url if not url or "://" in url else f"http://{url}"
 
     def _start_serve(self) -> None:

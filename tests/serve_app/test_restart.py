@@ -56,10 +56,16 @@ def _predict_ok(service: ServiceProcess, dep_id: str, body: dict[str, Any]) -> b
         return False
 
 
+def _create(api: httpx.Client, body: dict[str, Any]) -> str:
+    r = api.post("/api/v1/training", json=body)
+    assert r.status_code == 202, f"{r.status_code} {r.text}"
+    return str(r.json()["id"])
+
+
 def test_restarts_lose_no_task(service: ServiceProcess) -> None:
     api = service.client()
-    done_id = api.post("/api/v1/training", json=tiny_task("finishes", iterations=1)).json()["id"]
-    long_id = api.post("/api/v1/training", json=tiny_task("runs-on", iterations=100_000)).json()["id"]
+    done_id = _create(api, tiny_task("finishes", iterations=1))
+    long_id = _create(api, tiny_task("runs-on", iterations=100_000))
     done = wait_until(lambda: (t := _task(api, done_id))["status"] in TERMINAL and t, 180, "short task", 1)
     assert done["status"] == "completed", done
     dep_id = api.post(f"/api/v1/models/{done['model_id']}/deploy").json()["deployment_id"]
