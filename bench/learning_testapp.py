@@ -210,7 +210,9 @@ Notes (findings of the runs of 2026-11-28; the tables above are regenerated, the
   per cell and one mean latency for the service, not the counters. The per-slot optimum reads the counters; a
   policy cannot. Yet a simple observable rule, "two replicas where a cell has more than 30 users, else one",
   scores -20,834 on A and -20,902 on B (optimum -20,740 / -20,754): the target is reachable from the observation.
-* `ppo (mlp heads)` is the same PPO with RLlib's default network (`module="mlp"`): one action head per station.
+* `ppo (mlp heads)` is the same PPO with RLlib's default network (`module="mlp"`): one action head per station
+  (when the command says `--mlp-seeds 0`, these rows are the policies of the previous run kept in
+  `runs/learning/testapp_mlp`: 5 min each on profile A only, same hyperparameters).
   Near the optimum on A, about static-1 on B: A's busy station is bs1, B's are bs2 and bs3, and their heads
   never saw their own station busy. The slot-shared module (one network for every station, see
   docs/algorithms.md) removes that failure; an earlier attempt with station-rotated copies of A for the default
@@ -219,9 +221,11 @@ Notes (findings of the runs of 2026-11-28; the tables above are regenerated, the
   settled on adding the second replica only above ~40 users (seed 3: never below 34 users), which costs little
   on A (-21,432) and much on B (-32,145), whose busy cells sit between 30 and 40 users 2-3x as often; the
   5-seed result on B was -24,927 ± 5,506. With `entropy_coeff` 0.01 the same seed scored -20,763 / -21,263,
-  and in the 5-seed run above 4 of 5 seeds are within 10 % of the optimum on B; seed 1 still adds its second
-  replica late (B -27,755, 2.81 ms). Longer training (the bar allows 15 minutes, these used 5) or scaled copies
-  of A in training (`--scales`, more slots between 30 and 40 users) are the next levers; neither is measured.
+  and a 5-seed run (5 min each, profile A only, 13:02 UTC) gave A -20,833 ± 141 and B -22,899 ± 3,483: 4 of 5
+  seeds within 10 % of the optimum on B, seed 1 adding its second replica late (B -27,755, 2.81 ms). Training
+  on scaled copies of A as well (`--scales`, more slots between 30 and 40 users; B still never seen) and longer
+  training (the bar allows 15 minutes) are the levers against such seeds; the command line above says which
+  were used for the tables.
 * `optimized-balance` runs fewer replicas (≈ 3.4) than one per station and pays with latency (≈ 3 ms); the
   static baselines sit on the 2.0 ms floor with 8-16 replicas. "Dominates" both at once needs the floor latency
   with ≤ 3.4 replicas, which no policy reaches: see the trade-off section (`bench/twin_frontier.py`). The
