@@ -26,11 +26,10 @@ from typing import Any
 
 import httpx
 import numpy as np
+from learning import write_section
 from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- serve-predict:start -->", "<!-- serve-predict:end -->"
 ENV_ID = "lwmecps/TestApp4BS-v0"
 
 
@@ -268,17 +267,6 @@ def table(rows: list[tuple[str, dict[str, float]]], args: argparse.Namespace) ->
     return "\n".join(lines)
 
 
-def write_doc(block: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    section = f"{START}\n{block}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## Serve predict\n\n" + section + "\n"
-    DOC.write_text(text)
-
-
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--bare-server":
         bare_server(int(sys.argv[2]), sys.argv[3])
@@ -305,7 +293,7 @@ def main() -> None:
             f"{time.strftime('%Y-%m-%d')}, {args.requests} requests per measurement, 2 cores shared by the load "
             "generator and the server (and, here, other work): compare rows of one run, not across runs.\n"
         )
-        write_doc(note + "\n" + out)
+        write_section("serve-predict", note + "\n" + out)
 
 
 if __name__ == "__main__":
